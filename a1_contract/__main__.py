@@ -1,0 +1,5 @@
+import sys
+
+from a1_contract.cli import main
+
+sys.exit(main())

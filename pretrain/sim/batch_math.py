@@ -1,0 +1,44 @@
+"""Vectorized rotation helpers for (N, ...) batches. Quaternions are MuJoCo's (w, x, y, z)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def quat_rotate_inverse(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """Rotate world-frame vectors (N, 3) into the frames given by unit quaternions (N, 4): R^T v."""
+    w = quat[:, 0:1]
+    xyz = quat[:, 1:4]
+    t = 2.0 * np.cross(xyz, vec)
+    return vec - w * t + np.cross(xyz, t)
+
+
+def quat_rotate(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """Rotate body-frame vectors (N, 3) into the world frame: R v."""
+    w = quat[:, 0:1]
+    xyz = quat[:, 1:4]
+    t = 2.0 * np.cross(xyz, vec)
+    return vec + w * t + np.cross(xyz, t)
+
+
+def projected_gravity(quat: np.ndarray) -> np.ndarray:
+    """Unit gravity direction (0, 0, -1) expressed in the body frame; (0, 0, -1) when upright."""
+    w, x, y, z = quat[:, 0], quat[:, 1], quat[:, 2], quat[:, 3]
+    # Third row of R (world z axis in body coordinates), negated.
+    return -np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1)
+
+
+def yaw(quat: np.ndarray) -> np.ndarray:
+    """Heading of the body x axis in the world xy plane (rad)."""
+    w, x, y, z = quat[:, 0], quat[:, 1], quat[:, 2], quat[:, 3]
+    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def yaw_quat(yaw_angle: np.ndarray) -> np.ndarray:
+    """Quaternions (N, 4) of pure rotations about world z."""
+    half = 0.5 * np.asarray(yaw_angle)
+    return np.stack([np.cos(half), np.zeros_like(half), np.zeros_like(half), np.sin(half)], axis=1)
+
+
+def wrap_to_pi(angle: np.ndarray) -> np.ndarray:
+    return (angle + np.pi) % (2 * np.pi) - np.pi

@@ -1,0 +1,409 @@
+"""N Unitree A1 robots on flat ground in MuJoCo, as a Stable-Baselines3 ``VecEnv``.
+
+The physics of all N robots advances in one ``mujoco.rollout`` call per policy step (``decimation``
+physics steps, C++ thread pool, GIL released); observations, rewards, terminations, commands, resets
+and pushes are computed for the whole batch in numpy. Everything the task means comes from the
+:class:`~a1_contract.TaskContract`; nothing here re-declares it.
+
+Shapes (N = ``num_envs``):
+  * ``step(actions)``: actions (N, 12) float in [-1, 1] (normalized; mapped to raw by the contract's
+    action bounds); returns obs (N, obs_dim) float32, rewards (N,) float32, dones (N,) bool, infos.
+  * On a done env, ``infos[i]`` holds ``terminal_observation`` (the last observation before the reset),
+    ``TimeLimit.truncated`` (True when the episode hit the time limit and did not terminate, so SB3
+    bootstraps from it), ``episode`` (``r`` return, ``l`` length, ``t`` seconds since start) and
+    ``reward_terms`` (per-term weighted episode sums, same units as the return).
+
+Randomization at construction (the contract's "startup" events): each env has its own ``MjModel``
+with its trunk mass, trunk COM and friction drawn from the contract. Seeding: the constructor seed
+fixes the startup randomization and the episode stream; ``seed(s)`` re-seeds the episode stream
+(resets, commands, noise, pushes) from the next ``reset()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+from mujoco import rollout
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+
+from a1_contract import TaskContract, get_contract
+from pretrain.sim import batch_math
+from pretrain.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
+from pretrain.sim.commands import VelocityCommands
+from pretrain.sim.rewards import FootContactTracker, RewardInputs, reward_terms, weighted_sum
+
+# Beyond these the physics has diverged: the env is terminated and counted, never passed on silently.
+_MAX_ABS_QVEL = 1.0e3
+_ACTION_TOLERANCE = 1.0e-6
+
+
+class A1MujocoVecEnv(VecEnv):
+    """The contract's A1 flat velocity task, ``num_envs`` robots stepped together.
+
+    Args:
+        num_envs: number of robots.
+        contract: the task contract (default: ``get_contract()``, Isaac Lab 3.0 A1 flat).
+        seed: seeds the startup randomization and the episode stream.
+        num_threads: rollout threads (default: CPU count, at most ``num_envs``).
+        obs_noise: add the contract's training observation noise (Isaac Lab ``enable_corruption``).
+        randomize: apply the contract's domain randomization (mass, COM, friction, reset spread,
+            pushes). ``False`` gives nominal dynamics, resets at the default pose and no pushes.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 64,
+        contract: TaskContract | None = None,
+        *,
+        seed: int = 0,
+        num_threads: int | None = None,
+        obs_noise: bool = True,
+        randomize: bool = True,
+    ) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.contract = contract if contract is not None else get_contract()
+        c = self.contract
+        self.render_mode = None
+        self.obs_noise = obs_noise
+        self.randomize = randomize
+        obs_space = spaces.Box(-np.inf, np.inf, (c.obs_dim,), np.float32)
+        act_space = spaces.Box(-1.0, 1.0, (c.num_joints,), np.float32)
+        super().__init__(int(num_envs), obs_space, act_space)
+        n = self.num_envs
+
+        self.model = build_a1_model(c)
+        self.info = A1ModelInfo.of(self.model, c)
+        self._check_state_layout()
+        self._rng = np.random.default_rng(seed)
+        self.models = self._startup_models() if randomize else [self.model] * n
+        self.trunk_com = np.array([m.body_ipos[self.info.trunk_body] for m in self.models])
+        self.num_threads = max(1, min(num_threads or os.cpu_count() or 1, n))
+        self._datas = [mujoco.MjData(self.model) for _ in range(self.num_threads)]
+        self._pool = rollout.Rollout(nthread=self.num_threads)
+
+        # Per-env state (rows are envs), reused buffers for the rollout.
+        self._nq, self._nv = self.model.nq, self.model.nv
+        self._default_qpos = default_qpos(self.model, c, self.info)
+        self.state = np.zeros((n, self.info.nstate))
+        self._state_out = np.zeros((n, c.decimation, self.info.nstate))
+        self._sensor_out = np.zeros((n, c.decimation, self.model.nsensordata))
+        self._ctrl = np.zeros((n, c.decimation, self.model.nu))
+        self._warmstart = np.zeros((n, self._nv))
+        self._default = np.asarray(c.default_joint_pos)
+        self._soft_limits = c.soft_joint_pos_limits()
+        self._noise_scale = np.concatenate([np.full(t.dim, t.noise) for t in c.obs_terms])
+        self._obs_builders = self._make_obs_builders()
+
+        self.commands = VelocityCommands(c.commands, n, c.policy_dt)
+        self.feet = FootContactTracker(n, 4, c.sim_dt, c.reward_params["contact_force_threshold"])
+        self.action_raw = np.zeros((n, c.num_joints))
+        self.prev_action_raw = np.zeros((n, c.num_joints))
+        self.episode_length = np.zeros(n, dtype=np.int64)
+        self.episode_return = np.zeros(n)
+        self.episode_terms: dict[str, np.ndarray] = {k: np.zeros(n) for k, w in c.rewards.items() if w != 0.0}
+        self.push_time_left = np.full(n, np.inf)
+        self.last_reward_terms: dict[str, np.ndarray] = {}
+        self.num_diverged = 0
+        """Envs terminated because their physics state became non-finite or exploded."""
+        self._actions: np.ndarray | None = None
+        self._t0 = time.perf_counter()
+        self._reset_envs(np.arange(n))
+
+    # ---- construction helpers -----------------------------------------------------------------
+    def _check_state_layout(self) -> None:
+        """The FULLPHYSICS state is [time, qpos, qvel, ...]; the env indexes it that way."""
+        self._qpos_start = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_TIME)
+        self._qvel_start = self._qpos_start + self.model.nq
+        data = mujoco.MjData(self.model)
+        data.qpos[:] = np.arange(self.model.nq) + 1.0
+        data.qvel[:] = -np.arange(self.model.nv) - 1.0
+        state = np.zeros(self.info.nstate)
+        mujoco.mj_getState(self.model, data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        if not (
+            np.array_equal(state[self._qpos_start : self._qvel_start], data.qpos)
+            and np.array_equal(state[self._qvel_start : self._qvel_start + self.model.nv], data.qvel)
+        ):
+            raise RuntimeError("unexpected mjSTATE_FULLPHYSICS layout in this MuJoCo version")
+
+    def _startup_models(self) -> list[mujoco.MjModel]:
+        """One model per env with the contract's startup randomization (friction, trunk mass and COM)."""
+        dr = self.contract.randomization
+        trunk = self.info.trunk_body
+        base_mass = float(self.model.body_mass[trunk])
+        models = []
+        for _ in range(self.num_envs):
+            m = copy.deepcopy(self.model)
+            m.geom_friction[:, 0] = self._rng.uniform(*dr.static_friction_range)
+            if dr.base_mass_mode == "scale_log_uniform":
+                lo, hi = np.log(dr.base_mass_range)
+                mass = base_mass * float(np.exp(self._rng.uniform(lo, hi)))
+            elif dr.base_mass_mode == "add_uniform":
+                mass = base_mass + float(self._rng.uniform(*dr.base_mass_range))
+            else:
+                raise ValueError(f"unknown base_mass_mode {dr.base_mass_mode!r}")
+            m.body_mass[trunk] = mass
+            m.body_inertia[trunk] *= mass / base_mass  # same shape, scaled with the mass
+            m.body_ipos[trunk] += [self._rng.uniform(*r) for r in dr.base_com_range]
+            mujoco.mj_setConst(m, mujoco.MjData(m))
+            models.append(m)
+        return models
+
+    def _make_obs_builders(self) -> list:
+        builders = {
+            "base_lin_vel": lambda s: s["lin_vel_b"],
+            "base_ang_vel": lambda s: s["ang_vel_b"],
+            "projected_gravity": lambda s: s["projected_gravity"],
+            "velocity_commands": lambda s: self.commands.command,
+            "joint_pos": lambda s: s["joint_pos"] - self._default,
+            "joint_vel": lambda s: s["joint_vel"],
+            "actions": lambda s: self.action_raw,
+        }
+        unknown = [t.name for t in self.contract.obs_terms if t.name not in builders]
+        if unknown:
+            raise ValueError(f"contract has observation terms the simulator does not implement: {unknown}")
+        return [(t, builders[t.name]) for t in self.contract.obs_terms]
+
+    # ---- state views --------------------------------------------------------------------------
+    @property
+    def qpos(self) -> np.ndarray:
+        """(N, nq) generalized positions (view into the state)."""
+        return self.state[:, self._qpos_start : self._qvel_start]
+
+    @property
+    def qvel(self) -> np.ndarray:
+        """(N, nv) generalized velocities (view into the state)."""
+        return self.state[:, self._qvel_start : self._qvel_start + self._nv]
+
+    @property
+    def base_height(self) -> np.ndarray:
+        return self.qpos[:, 2].copy()
+
+    def set_root_state(self, env_ids: Sequence[int], qpos: np.ndarray | None = None, qvel: np.ndarray | None = None) -> None:
+        """Overwrite full qpos/qvel rows of some envs (tests, drops, scripted pushes)."""
+        env_ids = np.asarray(env_ids)
+        if qpos is not None:
+            self.state[env_ids, self._qpos_start : self._qvel_start] = qpos
+        if qvel is not None:
+            self.state[env_ids, self._qvel_start : self._qvel_start + self._nv] = qvel
+
+    def snapshot(self, state: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Body-frame quantities of a (N, nstate) state batch (default: the current state)."""
+        state = self.state if state is None else state
+        qpos = state[:, self._qpos_start : self._qvel_start]
+        qvel = state[:, self._qvel_start : self._qvel_start + self._nv]
+        quat = qpos[:, 3:7]
+        ang_vel_b = qvel[:, 3:6]
+        # Isaac Lab's root_lin_vel_b is the trunk COM velocity in the trunk frame; MuJoCo's free joint
+        # gives the trunk origin's world velocity, so add w x r_com in the body frame.
+        lin_vel_b = batch_math.quat_rotate_inverse(quat, qvel[:, 0:3]) + np.cross(ang_vel_b, self.trunk_com)
+        return {
+            "quat": quat,
+            "lin_vel_b": lin_vel_b,
+            "ang_vel_b": ang_vel_b,
+            "projected_gravity": batch_math.projected_gravity(quat),
+            "joint_pos": qpos[:, self.info.qpos_joints],
+            "joint_vel": qvel[:, self.info.qvel_joints],
+        }
+
+    # ---- VecEnv API ---------------------------------------------------------------------------
+    def reset(self) -> np.ndarray:
+        if self._seeds[0] is not None:
+            self._rng = np.random.default_rng(self._seeds[0])
+        self._reset_seeds()
+        self._reset_options()
+        self._reset_envs(np.arange(self.num_envs))
+        self.commands.update(batch_math.yaw(self.qpos[:, 3:7]))
+        return self._observe(self.snapshot())
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = self._check_actions(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._actions is None:
+            raise RuntimeError("step_wait() called without step_async()")
+        c = self.contract
+        action_raw = c.action_bounds.to_raw(self._actions)
+        self._actions = None
+        self.prev_action_raw, self.action_raw = self.action_raw, action_raw
+        self._ctrl[:] = (self._default + c.action_scale * action_raw)[:, None, :]
+        self._pool.rollout(
+            self.models, self._datas, self.state, self._ctrl, nstep=c.decimation,
+            initial_warmstart=self._warmstart, state=self._state_out, sensordata=self._sensor_out, skip_checks=True,
+        )
+        self.state[:] = self._state_out[:, -1]
+        diverged = self._diverged()
+        self.feet.update(self._sensor_out[:, :, self.info.sensor_foot_touch])
+        self.episode_length += 1
+
+        snap = self.snapshot()
+        trunk_force = self._sensor_out[:, -c.terminations.base_contact_history :, self.info.sensor_trunk_touch]
+        terminated = (trunk_force.max(axis=1) > c.terminations.base_contact_threshold) | diverged
+        truncated = self.episode_length >= c.max_episode_steps
+        terms = self._reward_terms(snap)
+        rewards = weighted_sum(terms, c.rewards, c.policy_dt)
+        rewards[diverged] = 0.0
+        self.last_reward_terms = terms
+        self.episode_return += rewards
+        for name, value in terms.items():
+            self.episode_terms[name] += c.rewards[name] * value * c.policy_dt
+
+        dones = terminated | truncated
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        done_ids = np.flatnonzero(dones)
+        if len(done_ids):
+            terminal_obs = self._observe(snap)[done_ids]
+            elapsed = round(time.perf_counter() - self._t0, 6)
+            for k, i in enumerate(done_ids):
+                infos[i] = {
+                    "terminal_observation": terminal_obs[k],
+                    "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
+                    "episode": {"r": float(self.episode_return[i]), "l": int(self.episode_length[i]), "t": elapsed},
+                    "reward_terms": {name: float(v[i]) for name, v in self.episode_terms.items()},
+                }
+                if diverged[i]:
+                    infos[i]["physics_diverged"] = True
+            self._reset_envs(done_ids)
+
+        self._apply_pushes()
+        self.commands.step(batch_math.yaw(self.qpos[:, 3:7]), self._rng)
+        obs = self._observe(self.snapshot())
+        return obs, rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self._pool = None  # the thread pool is released with the object
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self, attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        method = getattr(self, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _check_actions(self, actions: np.ndarray) -> np.ndarray:
+        expected = (self.num_envs, self.contract.num_joints)
+        try:
+            array = np.asarray(actions, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"actions must be numeric with shape {expected}: {exc}") from exc
+        if array.shape != expected:
+            if array.size == self.num_envs * self.contract.num_joints and array.ndim != 2:
+                array = array.reshape(expected)
+            else:
+                raise ValueError(f"actions must have shape {expected} (num_envs, num_joints), got {array.shape}")
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad_envs = np.flatnonzero(~finite.all(axis=1)).tolist()
+            raise ValueError(f"actions contain NaN or inf for envs {bad_envs[:10]}; refusing to step the simulator")
+        if np.abs(array).max() > 1.0 + _ACTION_TOLERANCE:
+            raise ValueError(
+                f"actions must be normalized to [-1, 1] (the contract maps them to raw bounds), got max |a| = "
+                f"{np.abs(array).max():.4g}"
+            )
+        return np.clip(array, -1.0, 1.0)
+
+    def _diverged(self) -> np.ndarray:
+        finite = np.isfinite(self.state).all(axis=1)
+        bad = ~finite | (np.abs(np.nan_to_num(self.qvel, nan=np.inf)).max(axis=1) > _MAX_ABS_QVEL)
+        if bad.any():
+            self.num_diverged += int(bad.sum())
+            # Keep the numbers finite for the terminal observation; the env is reset this step.
+            self.state[bad] = np.nan_to_num(self.state[bad], nan=0.0, posinf=0.0, neginf=0.0)
+        return bad
+
+    def _reward_terms(self, snap: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        c = self.contract
+        qvel_last = self._state_out[:, -1, self._qvel_start : self._qvel_start + self._nv]
+        qvel_prev = self._state_out[:, -2, self._qvel_start : self._qvel_start + self._nv] if c.decimation > 1 else None
+        joints = self.info.qvel_joints
+        joint_acc = (
+            (qvel_last[:, joints] - qvel_prev[:, joints]) / c.sim_dt if qvel_prev is not None
+            else np.zeros_like(snap["joint_vel"])
+        )
+        inputs = RewardInputs(
+            lin_vel_b=snap["lin_vel_b"],
+            ang_vel_b=snap["ang_vel_b"],
+            projected_gravity=snap["projected_gravity"],
+            command=self.commands.command,
+            joint_acc=joint_acc,
+            torques=self._sensor_out[:, -1, self.info.sensor_actuator_force],
+            action_raw=self.action_raw,
+            prev_action_raw=self.prev_action_raw,
+            feet_first_contact=self.feet.first_contact(c.policy_dt),
+            feet_last_air_time=self.feet.last_air_time,
+        )
+        return reward_terms(inputs, c.reward_params, c.rewards)
+
+    def _observe(self, snap: dict[str, np.ndarray]) -> np.ndarray:
+        parts = []
+        for term, build in self._obs_builders:
+            value = build(snap)
+            parts.append(value)
+        obs = np.concatenate(parts, axis=1)
+        if self.obs_noise:
+            obs = obs + self._rng.uniform(-1.0, 1.0, size=obs.shape) * self._noise_scale
+        start = 0
+        for term, _ in self._obs_builders:
+            block = obs[:, start : start + term.dim]
+            if term.clip is not None:
+                np.clip(block, *term.clip, out=block)
+            if term.scale != 1.0:
+                block *= term.scale
+            start += term.dim
+        return obs.astype(np.float32)
+
+    def _reset_envs(self, env_ids: np.ndarray) -> None:
+        n = len(env_ids)
+        if n == 0:
+            return
+        c, dr, rng = self.contract, self.contract.randomization, self._rng
+        qpos = np.tile(self._default_qpos, (n, 1))
+        qvel = np.zeros((n, self._nv))
+        if self.randomize:
+            qpos[:, 0:2] = rng.uniform(*dr.reset_base_pos_xy, size=(n, 2))
+            quat = batch_math.yaw_quat(rng.uniform(*dr.reset_base_yaw, size=n))
+            qpos[:, 3:7] = quat
+            qvel[:, 0:3] = rng.uniform(*dr.reset_base_velocity, size=(n, 3))
+            # Isaac Lab samples the angular velocity in the world frame; MuJoCo's free joint wants body frame.
+            qvel[:, 3:6] = batch_math.quat_rotate_inverse(quat, rng.uniform(*dr.reset_base_velocity, size=(n, 3)))
+            joint_pos = self._default * rng.uniform(*dr.reset_joint_pos_scale, size=(n, c.num_joints))
+            qpos[:, self.info.qpos_joints] = np.clip(joint_pos, self._soft_limits[:, 0], self._soft_limits[:, 1])
+            interval = dr.push_interval_s
+            self.push_time_left[env_ids] = rng.uniform(*interval, size=n) if interval else np.inf
+        self.state[env_ids] = 0.0
+        self.state[env_ids, self._qpos_start : self._qvel_start] = qpos
+        self.state[env_ids, self._qvel_start : self._qvel_start + self._nv] = qvel
+        self.action_raw[env_ids] = 0.0
+        self.prev_action_raw[env_ids] = 0.0
+        self.episode_length[env_ids] = 0
+        self.episode_return[env_ids] = 0.0
+        for value in self.episode_terms.values():
+            value[env_ids] = 0.0
+        self.feet.reset(env_ids)
+        self.commands.resample(env_ids, rng)
+
+    def _apply_pushes(self) -> None:
+        interval = self.contract.randomization.push_interval_s
+        if not self.randomize or interval is None:
+            return
+        self.push_time_left -= self.contract.policy_dt
+        push = np.flatnonzero(self.push_time_left <= 0.0)
+        if len(push):
+            pushes = self._rng.uniform(*self.contract.randomization.push_velocity_xy, size=(len(push), 2))
+            self.qvel[push, 0:2] += pushes  # world-frame root velocity (a view into self.state)
+            self.push_time_left[push] = self._rng.uniform(*interval, size=len(push))
