@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:24s} {contract.hash}  {contract.name}  obs_dim={contract.obs_dim}")
         return 0
     contract = get_contract(args.variant)
-    print(contract.hash if args.hash else contract.to_json())
+    try:
+        print(contract.hash if args.hash else contract.to_json())
+    except BrokenPipeError:  # `a1-contract | head`: the reader left, nothing is lost
+        sys.stderr.close()
     return 0
 
 

@@ -82,7 +82,7 @@ class ActionBounds:
     def __post_init__(self) -> None:
         if len(self.low) != len(self.high):
             raise ContractError("action_bounds: low and high differ in length")
-        bad = [i for i, (lo, hi) in enumerate(zip(self.low, self.high)) if not lo < hi]
+        bad = [i for i, (lo, hi) in enumerate(zip(self.low, self.high, strict=True)) if not lo < hi]
         if bad:
             raise ContractError(f"action_bounds: low must be < high, violated at joints {bad}")
 
@@ -203,7 +203,8 @@ class TaskContract:
         n = len(self.joint_names)
         if len(set(self.joint_names)) != n:
             raise ContractError("joint_names: duplicate names")
-        for what in ("default_joint_pos", "joint_pos_limits", "kp", "kd", "effort_limit", "velocity_limit", "sdk_motor_index"):
+        per_joint = ("default_joint_pos", "joint_pos_limits", "kp", "kd", "effort_limit", "velocity_limit")
+        for what in (*per_joint, "sdk_motor_index"):
             if len(getattr(self, what)) != n:
                 raise ContractError(f"{what}: expected {n} entries (one per joint), got {len(getattr(self, what))}")
         if sorted(self.sdk_motor_index) != list(range(n)):
@@ -289,13 +290,13 @@ class TaskContract:
             "schema_version": SCHEMA_VERSION,
             "name": self.name,
             "joint_names": joints,
-            "default_joint_pos": dict(zip(joints, self.default_joint_pos)),
-            "joint_pos_limits": {j: list(lim) for j, lim in zip(joints, self.joint_pos_limits)},
+            "default_joint_pos": dict(zip(joints, self.default_joint_pos, strict=True)),
+            "joint_pos_limits": {j: list(lim) for j, lim in zip(joints, self.joint_pos_limits, strict=True)},
             "soft_joint_pos_limit_factor": self.soft_joint_pos_limit_factor,
-            "kp": dict(zip(joints, self.kp)),
-            "kd": dict(zip(joints, self.kd)),
-            "effort_limit": dict(zip(joints, self.effort_limit)),
-            "velocity_limit": dict(zip(joints, self.velocity_limit)),
+            "kp": dict(zip(joints, self.kp, strict=True)),
+            "kd": dict(zip(joints, self.kd, strict=True)),
+            "effort_limit": dict(zip(joints, self.effort_limit, strict=True)),
+            "velocity_limit": dict(zip(joints, self.velocity_limit, strict=True)),
             "armature": self.armature,
             "sdk_motor_index": list(self.sdk_motor_index),
             "action_scale": self.action_scale,
@@ -333,9 +334,10 @@ class TaskContract:
     def from_dict(cls, doc: Mapping[str, Any], verify_hash: bool = True) -> TaskContract:
         """Parse a contract document; refuses unknown schema versions and (by default) a wrong hash."""
         try:
-            if doc.get("schema_version") != SCHEMA_VERSION:
+            version = doc.get("schema_version")
+            if type(version) is not int or version != SCHEMA_VERSION:
                 raise ContractError(
-                    f"schema_version {doc.get('schema_version')!r} is not supported (this code reads {SCHEMA_VERSION})"
+                    f"schema_version {version!r} is not supported (this code reads {SCHEMA_VERSION})"
                 )
             joints = tuple(doc["joint_names"])
             per_joint = lambda key: tuple(float(doc[key][j]) for j in joints)  # noqa: E731
@@ -383,9 +385,11 @@ class TaskContract:
             raise ContractError(f"malformed contract document: {type(exc).__name__}: {exc}") from exc
         # Derived keys are hashed but not parsed: an edit to them would otherwise slip past the hash check.
         for key, value in (("obs_dim", contract.obs_dim), ("policy_rate_hz", contract.policy_rate_hz)):
-            if key in doc and doc[key] != value:
-                raise ContractError(f"{key}: document says {doc[key]!r}, its content gives {value!r} (hash check)")
-        if verify_hash and "hash" in doc and doc["hash"] != contract.hash:
+            if verify_hash and key in doc and doc[key] != value:
+                raise ContractError(f"contract hash check: {key} is {doc[key]!r} in the document, {value!r} by content")
+        if verify_hash and "hash" not in doc:
+            raise ContractError("contract document has no 'hash' (pass verify_hash=False to read a hand-written one)")
+        if verify_hash and doc["hash"] != contract.hash:
             raise ContractError(
                 f"contract hash mismatch: document says {doc['hash']}, content hashes to {contract.hash} "
                 "(the document was edited or is corrupt)"

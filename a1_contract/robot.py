@@ -25,7 +25,7 @@ JOINT_NAMES: tuple[str, ...] = tuple(f"{leg}_{part}_joint" for part in PARTS for
 URDF_JOINT_NAME: dict[str, str] = {
     f"{leg}_{part}_joint": f"{leg}_{urdf_part}_joint"
     for leg in LEGS
-    for part, urdf_part in zip(PARTS, ("hip", "upper", "lower"))
+    for part, urdf_part in zip(PARTS, ("hip", "upper", "lower"), strict=True)
 }
 
 # Unitree SDK motor order: FR, FL, RR, RL legs, each hip(0), thigh(1), calf(2) [SDK].

@@ -119,7 +119,7 @@ def build_a1_spec(contract: TaskContract, *, visual: bool = False, friction: flo
                     objtype=mujoco.mjtObj.mjOBJ_SITE, objname="trunk_touch")
 
     # Feet: the URDF's toe sphere (fused into the calf body) gets a touch site named like Isaac's foot.
-    for leg, foot in zip(robot.LEGS, robot.FOOT_NAMES):
+    for leg, foot in zip(robot.LEGS, robot.FOOT_NAMES, strict=True):
         toe_body = spec.body(_URDF_TOE_BODY[leg])
         toe = next(g for g in toe_body.geoms if g.type == mujoco.mjtGeom.mjGEOM_SPHERE)
         toe.name = foot

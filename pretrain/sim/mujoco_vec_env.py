@@ -186,7 +186,9 @@ class A1MujocoVecEnv(VecEnv):
     def base_height(self) -> np.ndarray:
         return self.qpos[:, 2].copy()
 
-    def set_root_state(self, env_ids: Sequence[int], qpos: np.ndarray | None = None, qvel: np.ndarray | None = None) -> None:
+    def set_root_state(
+        self, env_ids: Sequence[int], qpos: np.ndarray | None = None, qvel: np.ndarray | None = None
+    ) -> None:
         """Overwrite full qpos/qvel rows of some envs (tests, drops, scripted pushes)."""
         env_ids = np.asarray(env_ids)
         if qpos is not None:
@@ -350,11 +352,7 @@ class A1MujocoVecEnv(VecEnv):
         return reward_terms(inputs, c.reward_params, c.rewards)
 
     def _observe(self, snap: dict[str, np.ndarray]) -> np.ndarray:
-        parts = []
-        for term, build in self._obs_builders:
-            value = build(snap)
-            parts.append(value)
-        obs = np.concatenate(parts, axis=1)
+        obs = np.concatenate([build(snap) for _, build in self._obs_builders], axis=1)
         if self.obs_noise:
             obs = obs + self._rng.uniform(-1.0, 1.0, size=obs.shape) * self._noise_scale
         start = 0

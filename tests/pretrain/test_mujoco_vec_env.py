@@ -1,0 +1,228 @@
+"""The embedded MuJoCo A1 VecEnv against its contract, with real MuJoCo and real SB3."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor, VecNormalize
+
+from a1_contract import get_contract
+from pretrain.sim import batch_math
+from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+
+
+def hold_action(env: A1MujocoVecEnv) -> np.ndarray:
+    """Normalized action whose raw value is 0: joint targets at the default pose."""
+    return np.tile(env.contract.action_bounds.to_normalized(np.zeros(12)), (env.num_envs, 1))
+
+
+def test_spaces_and_shapes_follow_the_contract():
+    contract = get_contract()
+    env = A1MujocoVecEnv(4, contract)
+    obs = env.reset()
+    assert env.observation_space.shape == (contract.obs_dim,) == (48,)
+    assert env.action_space.shape == (12,)
+    assert np.all(env.action_space.low == -1) and np.all(env.action_space.high == 1)
+    assert obs.shape == (4, 48) and obs.dtype == np.float32
+    obs, rewards, dones, infos = env.step(hold_action(env))
+    assert obs.shape == (4, 48) and rewards.shape == (4,) and dones.dtype == bool and len(infos) == 4
+    assert all(env.observation_space.contains(o) for o in obs)
+
+    reduced = A1MujocoVecEnv(2, get_contract("no_base_lin_vel"))
+    assert reduced.reset().shape == (2, 45)
+
+
+def test_observation_layout_matches_the_contract_terms():
+    env = A1MujocoVecEnv(3, obs_noise=False, randomize=False)
+    obs = env.reset()
+    slices = env.contract.obs_slices()
+    np.testing.assert_allclose(obs[:, slices["projected_gravity"]], [[0, 0, -1]] * 3, atol=1e-6)
+    np.testing.assert_allclose(obs[:, slices["joint_pos"]], 0.0, atol=1e-6)  # reset at the default pose
+    np.testing.assert_allclose(obs[:, slices["velocity_commands"]], env.commands.command, atol=1e-6)
+    action = np.random.default_rng(1).uniform(-1, 1, (3, 12))
+    obs, *_ = env.step(action)
+    np.testing.assert_allclose(obs[:, slices["actions"]], env.contract.action_bounds.to_raw(action), atol=1e-5)
+    joint_pos = env.qpos[:, env.info.qpos_joints] - np.asarray(env.contract.default_joint_pos)
+    np.testing.assert_allclose(obs[:, slices["joint_pos"]], joint_pos, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_64_robots_hold_the_default_pose_for_10_seconds():
+    env = A1MujocoVecEnv(64, seed=0)  # Isaac Lab 3.0 randomization: reset spread, mass, COM
+    env.reset()
+    action = hold_action(env)
+    steps = int(round(10.0 / env.contract.policy_dt))
+    heights = []
+    for _ in range(steps):
+        _, _, dones, infos = env.step(action)
+        assert not dones.any(), [info for info in infos if info]
+        heights.append(env.base_height)
+    settled = np.array(heights[50:])  # after 1 s the randomized reset poses have settled
+    assert settled.min() > 0.2 and settled.max() < 0.35, (settled.min(), settled.max())
+    gravity = batch_math.projected_gravity(env.qpos[:, 3:7])
+    assert (gravity[:, 2] < -0.95).all()
+    assert env.num_diverged == 0
+
+
+def test_robot_dropped_on_its_back_terminates():
+    env = A1MujocoVecEnv(2, obs_noise=False, randomize=False)
+    env.reset()
+    qpos = env.qpos.copy()
+    qpos[0, 2] = 0.35
+    qpos[0, 3:7] = (0.0, 1.0, 0.0, 0.0)  # 180 deg about x: on its back
+    env.set_root_state([0], qpos=qpos[0])
+    steps, dones = 0, np.zeros(2, dtype=bool)
+    while not dones[0] and steps < 100:
+        _, _, dones, infos = env.step(hold_action(env))
+        steps += 1
+    assert dones[0], "a robot on its back must terminate (trunk contact)"
+    assert not dones[1]
+    assert infos[0]["TimeLimit.truncated"] is False
+    terminal = infos[0]["terminal_observation"]
+    assert terminal[env.contract.obs_slices()["projected_gravity"]][2] > 0.9  # upside down
+    assert steps < 50
+    assert env.episode_length[0] == 0  # it was reset
+
+
+def test_timeouts_are_truncations_with_terminal_observations():
+    contract = get_contract().replace(episode_length_s=0.2)  # 10 policy steps
+    env = A1MujocoVecEnv(4, contract, randomize=False)
+    env.reset()
+    for step in range(1, 11):
+        obs, _, dones, infos = env.step(np.full((4, 12), 0.1))
+        if step < 10:
+            assert not dones.any()
+    assert dones.all()
+    for info in infos:
+        assert info["TimeLimit.truncated"] is True
+        assert info["episode"]["l"] == 10
+        assert info["terminal_observation"].shape == (48,)
+        assert np.isfinite(info["episode"]["r"])
+        assert set(info["reward_terms"]) == {k for k, w in contract.rewards.items() if w}
+        np.testing.assert_allclose(sum(info["reward_terms"].values()), info["episode"]["r"], rtol=1e-5, atol=1e-7)
+    # The returned observation is the first of the next episode: last action reset to zero.
+    actions = contract.obs_slices()["actions"]
+    assert np.all(obs[:, actions] == 0.0)
+    assert not np.allclose(infos[0]["terminal_observation"][actions], 0.0)
+
+
+def test_robot_moving_at_the_commanded_velocity_earns_more_tracking_reward():
+    env = A1MujocoVecEnv(2, obs_noise=False, randomize=False)
+    env.reset()
+    env.commands.set(np.array([0, 1]), np.array([0.5, 0.0, 0.0]))
+    tracked, still = 0.0, 0.0
+    for _ in range(25):
+        qvel = env.qvel.copy()
+        qvel[0, 0:3] = (0.5, 0.0, 0.0)  # pushed along +x at the commanded speed (yaw 0 at reset)
+        qvel[1, 0:3] = 0.0
+        env.set_root_state([0, 1], qvel=qvel)
+        _, rewards, dones, _ = env.step(hold_action(env))
+        assert not dones.any()
+        term = env.last_reward_terms["track_lin_vel_xy_exp"]
+        tracked += term[0]
+        still += term[1]
+    assert tracked > still + 5.0, (tracked, still)  # exp(-0.25/0.25) ~ 0.37 per step when still
+
+
+def test_step_reward_is_the_weighted_sum_times_dt():
+    env = A1MujocoVecEnv(3, seed=2)
+    env.reset()
+    _, rewards, _, _ = env.step(np.random.default_rng(0).uniform(-1, 1, (3, 12)))
+    c = env.contract
+    expected = sum(c.rewards[k] * v for k, v in env.last_reward_terms.items()) * c.policy_dt
+    np.testing.assert_allclose(rewards, expected, rtol=1e-5)
+    assert env.last_reward_terms["dof_torques_l2"].min() > 0  # applied torques are read back
+
+
+def run(env: A1MujocoVecEnv, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    observations, rewards = [env.reset()], []
+    for _ in range(steps):
+        obs, reward, _, _ = env.step(rng.uniform(-1, 1, (env.num_envs, 12)))
+        observations.append(obs)
+        rewards.append(reward)
+    return np.array(observations), np.array(rewards)
+
+
+def test_same_seed_same_trajectory():
+    a = run(A1MujocoVecEnv(8, seed=5, num_threads=2), 60, seed=1)
+    b = run(A1MujocoVecEnv(8, seed=5, num_threads=1), 60, seed=1)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    c = run(A1MujocoVecEnv(8, seed=6, num_threads=2), 60, seed=1)
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_seed_method_reseeds_the_episode_stream():
+    env = A1MujocoVecEnv(4, seed=0)
+    env.seed(11)
+    first = env.reset()
+    env.seed(11)
+    np.testing.assert_array_equal(first, env.reset())
+
+
+@pytest.mark.parametrize(
+    ("actions", "message"),
+    [
+        (np.zeros((3, 12)), "shape"),
+        (np.zeros((4, 11)), "shape"),
+        (np.full((4, 12), np.nan), "NaN"),
+        (np.full((4, 12), 1.5), "[-1, 1]"),
+        ("walk", "numeric"),
+    ],
+)
+def test_bad_actions_raise_clear_errors(actions, message):
+    env = A1MujocoVecEnv(4)
+    env.reset()
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        env.step(actions)
+    env.step(hold_action(env))  # the env is still usable
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="num_envs"):
+        A1MujocoVecEnv(0)
+    with pytest.raises(ValueError, match="does not implement"):
+        contract = get_contract()
+        terms = contract.obs_terms + (dataclasses.replace(contract.obs_terms[0], name="height_scan", dim=187),)
+        A1MujocoVecEnv(1, contract.replace(obs_terms=terms))
+
+
+def test_startup_randomization_follows_the_contract():
+    env = A1MujocoVecEnv(32, seed=0)
+    trunk = env.info.trunk_body
+    nominal = env.model.body_mass[trunk]
+    ratio = np.array([m.body_mass[trunk] for m in env.models]) / nominal
+    assert ratio.min() >= 1 / 1.25 - 1e-9 and ratio.max() <= 1.25 + 1e-9 and ratio.std() > 0.05
+    com = np.array([m.body_ipos[trunk] for m in env.models]) - env.model.body_ipos[trunk]
+    assert np.abs(com[:, :2]).max() <= 0.05 and np.abs(com[:, 2]).max() <= 0.01 and com.std() > 0
+
+    env2 = A1MujocoVecEnv(32, get_contract("isaaclab2"), seed=0)
+    added = np.array([m.body_mass[trunk] for m in env2.models]) - nominal
+    assert added.min() >= -1.0 - 1e-9 and added.max() <= 3.0 + 1e-9 and added.std() > 0.5
+
+    nominal_env = A1MujocoVecEnv(4, randomize=False)
+    assert all(m.body_mass[trunk] == nominal for m in nominal_env.models)
+
+
+def test_pushes_change_the_root_velocity():
+    dr = dataclasses.replace(get_contract().randomization, push_interval_s=(0.02, 0.02), reset_base_velocity=(0, 0))
+    env = A1MujocoVecEnv(8, get_contract().replace(randomization=dr), seed=3)
+    env.reset()
+    before = env.qvel[:, 0:2].copy()
+    env.step(hold_action(env))
+    assert np.abs(env.qvel[:, 0:2] - before).max() > 0.05
+
+
+def test_works_under_sb3_wrappers_and_algorithms():
+    env = VecCheckNan(VecNormalize(VecMonitor(A1MujocoVecEnv(4, seed=0)), clip_obs=10.0), raise_exception=True)
+    sac = SAC("MlpPolicy", env, learning_starts=32, batch_size=32, buffer_size=2000,
+              policy_kwargs={"net_arch": [32, 32]}, seed=0, ent_coef="auto_0.01")
+    sac.learn(200)
+    assert sac.num_timesteps >= 200 and sac.replay_buffer.size() > 0
+    ppo = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0)
+    ppo.learn(64)
+    assert ppo.num_timesteps >= 64
