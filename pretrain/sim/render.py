@@ -102,7 +102,8 @@ def _decorate(spec: mujoco.MjSpec, width: int, height: int) -> None:
     """Checker floor, sky gradient, lights and an offscreen buffer big enough for ``width x height``."""
     spec.visual.global_.offwidth = max(int(width), 640)
     spec.visual.global_.offheight = max(int(height), 480)
-    spec.visual.quality.shadowsize = 1024
+    spec.visual.quality.shadowsize = 2048
+    spec.visual.map.shadowclip = 3.0  # half-size of the directional light's shadow box, x model extent
     spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
     spec.visual.headlight.diffuse = [0.45, 0.45, 0.45]
     spec.visual.headlight.specular = [0.1, 0.1, 0.1]
@@ -115,20 +116,22 @@ def _decorate(spec: mujoco.MjSpec, width: int, height: int) -> None:
         rgb1=[0.42, 0.47, 0.52], rgb2=[0.62, 0.67, 0.72], mark=mujoco.mjtMark.mjMARK_EDGE,
         markrgb=[0.8, 0.82, 0.85], width=256, height=256,
     )
-    floor_mat = spec.add_material(name="floor_checker", texrepeat=[2, 2], texuniform=True, reflectance=0.05)
+    floor_mat = spec.add_material(name="floor_checker", texrepeat=[2, 2], texuniform=True, specular=0.1,
+                                  shininess=0.1)
     floor_mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "checker"
     floor = spec.geom("floor")
     if floor is not None:
         floor.material = "floor_checker"
         floor.rgba = [1.0, 1.0, 1.0, 1.0]
         floor.size = [0.0, 0.0, 0.05]
-    for light in spec.lights:  # one shadow-casting light only: each shadow is a render pass (slow on CPU)
-        light.castshadow = False
-    trunk = spec.body(robot.BASE_BODY)
-    # A light that follows the trunk so the robot always casts a shadow on the floor under it.
-    trunk.add_light(
-        name="follow", pos=[0.6, 0.6, 2.5], dir=[-0.25, -0.25, -1.0], mode=mujoco.mjtCamLight.mjCAMLIGHT_TRACKCOM,
-        diffuse=[0.55, 0.55, 0.55], specular=[0.2, 0.2, 0.2], castshadow=True, cutoff=60.0,
+    for light in spec.lights:  # the simulator's world spotlight makes a hot spot at the origin: off
+        light.active = False
+    # A directional light aimed from behind the camera at every frame (A1Renderer._aim_light): the robot's
+    # shadow falls in view, away from the camera, and the floor's shading does not change as the robot
+    # moves (still frames stay still, GIFs stay small).
+    spec.worldbody.add_light(
+        name="follow", type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, pos=[0.0, 0.0, 8.0], dir=[0.0, 0.0, -1.0],
+        diffuse=[0.6, 0.6, 0.6], specular=[0.2, 0.2, 0.2], castshadow=True,
     )
 
 
@@ -161,16 +164,15 @@ def build_visual_model(contract: TaskContract, *, meshes: bool = True, width: in
                        height: int = 480) -> tuple[mujoco.MjModel, bool]:
     """The A1 model for rendering and whether it shows the URDF meshes (else the collision shapes).
 
-    Starts from ``build_a1_spec(contract, visual=True)``; when that spec has no visual meshes (MuJoCo's
-    URDF parser drops ``<visual>`` unless told otherwise) they are added here from the URDF. If the
-    meshes fail to load, falls back to the collision geoms with a warning.
+    Starts from ``build_a1_spec(contract)`` (MuJoCo's URDF parser drops ``<visual>``) and adds the
+    URDF's visual meshes here. If the meshes fail to load, falls back to the collision geoms with a
+    warning.
     """
     if meshes:
         try:
-            spec = build_a1_spec(contract, visual=True)
-            has_meshes = any(g.type == mujoco.mjtGeom.mjGEOM_MESH for g in spec.geoms)
-            if not has_meshes:
-                has_meshes = _add_meshes(spec) > 0
+            spec = build_a1_spec(contract)
+            spec.compiler.discardvisual = False  # keep the non-colliding mesh geoms added below
+            has_meshes = _add_meshes(spec) > 0
             if has_meshes:
                 for geom in spec.geoms:  # hide collision shapes behind the meshes
                     if geom.type != mujoco.mjtGeom.mjGEOM_MESH and geom.name != "floor":
@@ -179,7 +181,7 @@ def build_visual_model(contract: TaskContract, *, meshes: bool = True, width: in
                 return spec.compile(), True
         except Exception as exc:  # noqa: BLE001 - any mesh problem falls back to the collision geoms
             warnings.warn(f"A1 visual meshes unavailable ({exc}); rendering collision geoms", stacklevel=2)
-    spec = build_a1_spec(contract, visual=False)
+    spec = build_a1_spec(contract)
     for geom in spec.geoms:
         if geom.name != "floor":
             geom.rgba = _COLLISION_RGBA
@@ -216,6 +218,9 @@ class A1Renderer:
         azimuth: camera direction relative to the robot's heading (deg); 0 looks from behind, the
             default 225 is a front-left three-quarter view.
         follow_heading: turn the camera with the robot's yaw (else ``azimuth`` is a world direction).
+        deadband: ``(metres, degrees)``; when non-zero the camera is stateful and only moves when the
+            trunk leaves this band around its current aim (steady shots for films of one robot, which
+            also keeps GIFs small). ``(0, 0)`` (default): every image is aimed exactly at the trunk.
     """
 
     def __init__(
@@ -229,6 +234,7 @@ class A1Renderer:
         elevation: float = -22.0,
         azimuth: float = 225.0,
         follow_heading: bool = True,
+        deadband: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         _ensure_gl_backend()
         self.contract = contract
@@ -237,12 +243,15 @@ class A1Renderer:
         check_same_qpos_layout(self.model, build_a1_model(contract))
         self.data = mujoco.MjData(self.model)
         self.trunk_body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, robot.BASE_BODY)
+        self.light = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_LIGHT, "follow")
         self.camera = mujoco.MjvCamera()
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
         self.camera.distance = distance
         self.camera.elevation = elevation
         self.azimuth = azimuth
         self.follow_heading = follow_heading
+        self.deadband = (float(deadband[0]), math.radians(float(deadband[1])))
+        self._aim: tuple[np.ndarray, float] | None = None
         self.option = mujoco.MjvOption()
         try:
             self._renderer = mujoco.Renderer(self.model, height=self.height, width=self.width)
@@ -271,13 +280,46 @@ class A1Renderer:
         mujoco.mj_camlight(self.model, self.data)
         trunk_pos = self.data.xpos[self.trunk_body].copy()
         yaw = self._yaw(qpos[3:7])
+        target = np.array([trunk_pos[0], trunk_pos[1], max(trunk_pos[2] - 0.1, 0.12)])
+        target, cam_yaw = self._aim_at(target, yaw if self.follow_heading else 0.0)
         cam = self.camera
-        cam.lookat[:] = (trunk_pos[0], trunk_pos[1], max(trunk_pos[2] - 0.1, 0.12))
-        cam.azimuth = self.azimuth + (math.degrees(yaw) if self.follow_heading else 0.0)
+        cam.lookat[:] = target
+        cam.azimuth = self.azimuth + math.degrees(cam_yaw)
+        self._aim_light(target, math.radians(cam.azimuth))
         self._renderer.update_scene(self.data, camera=cam, scene_option=self.option)
         if command is not None:
             self._draw_command(np.asarray(command, dtype=np.float64), trunk_pos, yaw)
         return self._renderer.render().copy()
+
+    def _aim_light(self, target: np.ndarray, azimuth: float) -> None:
+        """Point the shadow light down and away from the camera, 30 deg to its left, over ``target``."""
+        if self.light < 0:
+            return
+        a = azimuth + math.radians(30.0)
+        direction = np.array([0.35 * math.cos(a), 0.35 * math.sin(a), -1.0])
+        direction /= np.linalg.norm(direction)
+        self.data.light_xdir[self.light] = direction
+        self.data.light_xpos[self.light] = target - 8.0 * direction
+
+    def reset_camera(self) -> None:
+        """Forget the stateful camera's aim (``deadband``); the next image is aimed at the trunk."""
+        self._aim = None
+
+    def _aim_at(self, target: np.ndarray, yaw: float) -> tuple[np.ndarray, float]:
+        band_pos, band_yaw = self.deadband
+        if (band_pos <= 0.0 and band_yaw <= 0.0) or self._aim is None:
+            self._aim = (target, yaw)
+            return self._aim
+        aim, aim_yaw = self._aim
+        offset = target - aim
+        dist = float(np.linalg.norm(offset))
+        if dist > band_pos:  # drag the aim along, just enough to keep the trunk inside the band
+            aim = aim + offset * (1.0 - band_pos / dist)
+        dyaw = math.remainder(yaw - aim_yaw, math.tau)
+        if abs(dyaw) > band_yaw:
+            aim_yaw = aim_yaw + dyaw - math.copysign(band_yaw, dyaw)
+        self._aim = (aim, aim_yaw)
+        return self._aim
 
     def close(self) -> None:
         if self._renderer is not None:
