@@ -25,6 +25,7 @@ from a1_contract import TaskContract, get_contract
 from pretrain.sim import batch_math
 from pretrain.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
 from pretrain.sim.commands import VelocityCommands
+from pretrain.sim.observations import ObservationBuilder, body_state
 from pretrain.sim.rewards import FootContactTracker, RewardInputs, reward_terms, weighted_sum
 
 # Same divergence guard as the batched env.
@@ -70,20 +71,7 @@ class A1SingleRobotEnv(gym.Env):
         self._default = np.asarray(c.default_joint_pos)
         self._soft_limits = c.soft_joint_pos_limits()
         self._trunk_com = self.model.body_ipos[self.info.trunk_body][None, :].copy()
-        self._noise_scale = np.concatenate([np.full(t.dim, t.noise) for t in c.obs_terms])
-        builders = {
-            "base_lin_vel": lambda s: s["lin_vel_b"],
-            "base_ang_vel": lambda s: s["ang_vel_b"],
-            "projected_gravity": lambda s: s["projected_gravity"],
-            "velocity_commands": lambda s: self.commands.command,
-            "joint_pos": lambda s: s["joint_pos"] - self._default,
-            "joint_vel": lambda s: s["joint_vel"],
-            "actions": lambda s: self.action_raw,
-        }
-        unknown = [t.name for t in c.obs_terms if t.name not in builders]
-        if unknown:
-            raise ValueError(f"contract has observation terms this env does not implement: {unknown}")
-        self._obs_builders = [(t, builders[t.name]) for t in c.obs_terms]
+        self._obs_builder = ObservationBuilder(c)
 
         self.commands = VelocityCommands(c.commands, 1, c.policy_dt)
         self.feet = FootContactTracker(1, 4, c.sim_dt, c.reward_params["contact_force_threshold"])
@@ -182,33 +170,11 @@ class A1SingleRobotEnv(gym.Env):
 
     # ---- internals ----------------------------------------------------------------------------
     def _snapshot(self) -> dict[str, np.ndarray]:
-        qpos = self.data.qpos[None, :].copy()
-        qvel = self.data.qvel[None, :].copy()
-        quat = qpos[:, 3:7]
-        ang_vel_b = qvel[:, 3:6]
-        lin_vel_b = batch_math.quat_rotate_inverse(quat, qvel[:, 0:3]) + np.cross(ang_vel_b, self._trunk_com)
-        return {
-            "quat": quat,
-            "lin_vel_b": lin_vel_b,
-            "ang_vel_b": ang_vel_b,
-            "projected_gravity": batch_math.projected_gravity(quat),
-            "joint_pos": qpos[:, self.info.qpos_joints],
-            "joint_vel": qvel[:, self.info.qvel_joints],
-        }
+        return body_state(self.data.qpos[None, :], self.data.qvel[None, :], self._trunk_com, self.info)
 
     def _observe(self, snap: dict[str, np.ndarray]) -> np.ndarray:
-        obs = np.concatenate([build(snap) for _, build in self._obs_builders], axis=1)
-        if self.obs_noise:
-            obs = obs + self._rng.uniform(-1.0, 1.0, size=obs.shape) * self._noise_scale
-        start = 0
-        for term, _ in self._obs_builders:
-            block = obs[:, start : start + term.dim]
-            if term.clip is not None:
-                np.clip(block, *term.clip, out=block)
-            if term.scale != 1.0:
-                block *= term.scale
-            start += term.dim
-        return obs[0].astype(np.float32)
+        rng = self._rng if self.obs_noise else None
+        return self._obs_builder(snap, self.commands.command, self.action_raw, rng)[0]
 
     def _diverged(self) -> bool:
         d = self.data

@@ -15,5 +15,11 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   "${PIP[@]}" install "torch==2.13.0"
 fi
 echo "[setup] installing a1-sim2real with extras: ${EXTRAS:-test}"
-"${PIP[@]}" install -e ".[${EXTRAS:-test}]" 2>&1 | grep -v "is ignored: it is neither" || true
+log=$(mktemp)
+if ! "${PIP[@]}" install -e ".[${EXTRAS:-test}]" >"$log" 2>&1; then
+  grep -v "is ignored: it is neither" "$log" | tail -40
+  echo "[setup] pip install failed (full log: $log)" >&2
+  exit 1
+fi
+rm -f "$log"
 .venv/bin/python -c "import torch, mujoco, stable_baselines3, a1_contract; print('[setup] torch', torch.__version__, '| mujoco', mujoco.__version__, '| sb3', stable_baselines3.__version__)"

@@ -37,6 +37,7 @@ from a1_contract import TaskContract, get_contract
 from pretrain.sim import batch_math
 from pretrain.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
 from pretrain.sim.commands import VelocityCommands
+from pretrain.sim.observations import ObservationBuilder, body_state
 from pretrain.sim.rewards import FootContactTracker, RewardInputs, reward_terms, weighted_sum
 
 # Beyond these the physics has diverged: the env is terminated and counted, never passed on silently.
@@ -99,8 +100,7 @@ class A1MujocoVecEnv(VecEnv):
         self._warmstart = np.zeros((n, self._nv))
         self._default = np.asarray(c.default_joint_pos)
         self._soft_limits = c.soft_joint_pos_limits()
-        self._noise_scale = np.concatenate([np.full(t.dim, t.noise) for t in c.obs_terms])
-        self._obs_builders = self._make_obs_builders()
+        self._obs_builder = ObservationBuilder(c)
 
         self.commands = VelocityCommands(c.commands, n, c.policy_dt)
         self.feet = FootContactTracker(n, 4, c.sim_dt, c.reward_params["contact_force_threshold"])
@@ -156,21 +156,6 @@ class A1MujocoVecEnv(VecEnv):
             models.append(m)
         return models
 
-    def _make_obs_builders(self) -> list:
-        builders = {
-            "base_lin_vel": lambda s: s["lin_vel_b"],
-            "base_ang_vel": lambda s: s["ang_vel_b"],
-            "projected_gravity": lambda s: s["projected_gravity"],
-            "velocity_commands": lambda s: self.commands.command,
-            "joint_pos": lambda s: s["joint_pos"] - self._default,
-            "joint_vel": lambda s: s["joint_vel"],
-            "actions": lambda s: self.action_raw,
-        }
-        unknown = [t.name for t in self.contract.obs_terms if t.name not in builders]
-        if unknown:
-            raise ValueError(f"contract has observation terms the simulator does not implement: {unknown}")
-        return [(t, builders[t.name]) for t in self.contract.obs_terms]
-
     # ---- state views --------------------------------------------------------------------------
     @property
     def qpos(self) -> np.ndarray:
@@ -202,19 +187,7 @@ class A1MujocoVecEnv(VecEnv):
         trunk_com = self.trunk_com if env_ids is None else self.trunk_com[env_ids]
         qpos = state[:, self._qpos_start : self._qvel_start]
         qvel = state[:, self._qvel_start : self._qvel_start + self._nv]
-        quat = qpos[:, 3:7]
-        ang_vel_b = qvel[:, 3:6]
-        # Isaac Lab's root_lin_vel_b is the trunk COM velocity in the trunk frame; MuJoCo's free joint
-        # gives the trunk origin's world velocity, so add w x r_com in the body frame.
-        lin_vel_b = batch_math.quat_rotate_inverse(quat, qvel[:, 0:3]) + batch_math.cross(ang_vel_b, trunk_com)
-        return {
-            "quat": quat.copy(),
-            "lin_vel_b": lin_vel_b,
-            "ang_vel_b": ang_vel_b.copy(),
-            "projected_gravity": batch_math.projected_gravity(quat),
-            "joint_pos": qpos[:, self.info.qpos_joints],
-            "joint_vel": qvel[:, self.info.qvel_joints],
-        }
+        return body_state(qpos, qvel, trunk_com, self.info)
 
     # ---- VecEnv API ---------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
@@ -357,18 +330,7 @@ class A1MujocoVecEnv(VecEnv):
         return reward_terms(inputs, c.reward_params, c.rewards)
 
     def _observe(self, snap: dict[str, np.ndarray]) -> np.ndarray:
-        obs = np.concatenate([build(snap) for _, build in self._obs_builders], axis=1)
-        if self.obs_noise:
-            obs = obs + self._rng.uniform(-1.0, 1.0, size=obs.shape) * self._noise_scale
-        start = 0
-        for term, _ in self._obs_builders:
-            block = obs[:, start : start + term.dim]
-            if term.clip is not None:
-                np.clip(block, *term.clip, out=block)
-            if term.scale != 1.0:
-                block *= term.scale
-            start += term.dim
-        return obs.astype(np.float32)
+        return self._obs_builder(snap, self.commands.command, self.action_raw, self._rng if self.obs_noise else None)
 
     def _reset_envs(self, env_ids: np.ndarray) -> None:
         n = len(env_ids)
