@@ -89,8 +89,9 @@ def build_a1_spec(contract: TaskContract, *, friction: float | None = None) -> m
     spec.option.timestep = contract.sim_dt
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
     # PhysX (Isaac Lab's backend for this task) has rigid Coulomb friction; MuJoCo's soft contacts let
-    # loaded feet creep. Elliptic cones with impratio 10 cut the creep of a standing A1 from ~0.1 rad of
-    # hip drift over 10 s to ~0.02 rad at the same cost per step (measured in the closing note of issue 2).
+    # loaded feet creep. Elliptic cones with impratio 10 cut the hip drift of a standing A1 over 10 s
+    # from ~0.10 rad (pyramidal, impratio 1) to ~0.025 rad at the same cost while standing; with random
+    # actions (robots on the ground, many contacts) a policy step costs ~28% more. Measured for issue 2.
     spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     spec.option.impratio = 10.0
     mu = contract.randomization.static_friction_range[0] if friction is None else friction
