@@ -26,7 +26,7 @@ from pretrain.sim import batch_math
 from pretrain.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
 from pretrain.sim.commands import VelocityCommands
 from pretrain.sim.observations import ObservationBuilder, body_state
-from pretrain.sim.rewards import FootContactTracker, RewardInputs, reward_terms, weighted_sum
+from pretrain.sim.rewards import FootContactTracker, state_reward_terms, weighted_sum
 
 # Same divergence guard as the batched env.
 _MAX_ABS_QVEL = 1.0e3
@@ -125,19 +125,12 @@ class A1SingleRobotEnv(gym.Env):
         truncated = self.episode_length >= c.max_episode_steps
         joint_vel = d.qvel[info.qvel_joints][None, :]
         joint_acc = (joint_vel - qvel_prev) / c.sim_dt if qvel_prev is not None else np.zeros_like(joint_vel)
-        inputs = RewardInputs(
-            lin_vel_b=snap["lin_vel_b"],
-            ang_vel_b=snap["ang_vel_b"],
-            projected_gravity=snap["projected_gravity"],
-            command=self.commands.command,
-            joint_acc=joint_acc,
+        terms = state_reward_terms(
+            snap, self.commands.command, joint_acc=joint_acc,
             torques=d.sensordata[info.sensor_actuator_force][None, :],
-            action_raw=self.action_raw,
-            prev_action_raw=self.prev_action_raw,
-            feet_first_contact=self.feet.first_contact(c.policy_dt),
-            feet_last_air_time=self.feet.last_air_time,
+            action_raw=self.action_raw, prev_action_raw=self.prev_action_raw, feet=self.feet,
+            policy_dt=c.policy_dt, params=c.reward_params, weights=c.rewards,
         )
-        terms = reward_terms(inputs, c.reward_params, c.rewards)
         reward = 0.0 if diverged else float(weighted_sum(terms, c.rewards, c.policy_dt)[0])
         self.last_reward_terms = terms
         self.episode_return += reward

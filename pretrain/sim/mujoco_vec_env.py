@@ -38,7 +38,7 @@ from pretrain.sim import batch_math
 from pretrain.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
 from pretrain.sim.commands import VelocityCommands
 from pretrain.sim.observations import ObservationBuilder, body_state
-from pretrain.sim.rewards import FootContactTracker, RewardInputs, reward_terms, weighted_sum
+from pretrain.sim.rewards import FootContactTracker, state_reward_terms, weighted_sum
 
 # Beyond these the physics has diverged: the env is terminated and counted, never passed on silently.
 _MAX_ABS_QVEL = 1.0e3
@@ -315,19 +315,12 @@ class A1MujocoVecEnv(VecEnv):
             (qvel_last[:, joints] - qvel_prev[:, joints]) / c.sim_dt if qvel_prev is not None
             else np.zeros_like(snap["joint_vel"])
         )
-        inputs = RewardInputs(
-            lin_vel_b=snap["lin_vel_b"],
-            ang_vel_b=snap["ang_vel_b"],
-            projected_gravity=snap["projected_gravity"],
-            command=self.commands.command,
-            joint_acc=joint_acc,
+        return state_reward_terms(
+            snap, self.commands.command, joint_acc=joint_acc,
             torques=self._sensor_out[:, -1, self.info.sensor_actuator_force],
-            action_raw=self.action_raw,
-            prev_action_raw=self.prev_action_raw,
-            feet_first_contact=self.feet.first_contact(c.policy_dt),
-            feet_last_air_time=self.feet.last_air_time,
+            action_raw=self.action_raw, prev_action_raw=self.prev_action_raw, feet=self.feet,
+            policy_dt=c.policy_dt, params=c.reward_params, weights=c.rewards,
         )
-        return reward_terms(inputs, c.reward_params, c.rewards)
 
     def _observe(self, snap: dict[str, np.ndarray]) -> np.ndarray:
         return self._obs_builder(snap, self.commands.command, self.action_raw, self._rng if self.obs_noise else None)

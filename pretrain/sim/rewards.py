@@ -78,6 +78,27 @@ def reward_terms(x: RewardInputs, params: Mapping[str, float], weights: Mapping[
     return {name: terms[name]() for name, w in weights.items() if w != 0.0}
 
 
+def state_reward_terms(
+    state: Mapping[str, np.ndarray], command: np.ndarray, *, joint_acc: np.ndarray, torques: np.ndarray,
+    action_raw: np.ndarray, prev_action_raw: np.ndarray, feet: FootContactTracker, policy_dt: float,
+    params: Mapping[str, float], weights: Mapping[str, float],
+) -> dict[str, np.ndarray]:
+    """:func:`reward_terms` of a body state (``pretrain.sim.observations.body_state``) and the step's extras."""
+    inputs = RewardInputs(
+        lin_vel_b=state["lin_vel_b"],
+        ang_vel_b=state["ang_vel_b"],
+        projected_gravity=state["projected_gravity"],
+        command=command,
+        joint_acc=joint_acc,
+        torques=torques,
+        action_raw=action_raw,
+        prev_action_raw=prev_action_raw,
+        feet_first_contact=feet.first_contact(policy_dt),
+        feet_last_air_time=feet.last_air_time,
+    )
+    return reward_terms(inputs, params, weights)
+
+
 def weighted_sum(terms: Mapping[str, np.ndarray], weights: Mapping[str, float], policy_dt: float) -> np.ndarray:
     """Isaac Lab's step reward: sum(weight * term) * dt."""
     total = sum(weights[name] * value for name, value in terms.items())
