@@ -10,8 +10,10 @@ Shapes (N = ``num_envs``):
     action bounds); returns obs (N, obs_dim) float32, rewards (N,) float32, dones (N,) bool, infos.
   * On a done env, ``infos[i]`` holds ``terminal_observation`` (the last observation before the reset),
     ``TimeLimit.truncated`` (True when the episode hit the time limit and did not terminate, so SB3
-    bootstraps from it), ``episode`` (``r`` return, ``l`` length, ``t`` seconds since start) and
-    ``reward_terms`` (per-term weighted episode sums, same units as the return).
+    bootstraps from it), ``episode`` (``r`` return, ``l`` length, ``t`` seconds since start),
+    ``reward_terms`` (per-term weighted episode sums, same units as the return) and
+    ``tracking_error_xy`` (episode mean of |command_xy - body velocity_xy|, m/s: a robot that stands
+    scores about the mean command speed, so return alone cannot flatter it).
 
 Randomization at construction (the contract's "startup" events): each env has its own ``MjModel``
 with its trunk mass, trunk COM and friction drawn from the contract. Seeding: the constructor seed
@@ -109,6 +111,8 @@ class A1MujocoVecEnv(VecEnv):
         self.episode_length = np.zeros(n, dtype=np.int64)
         self.episode_return = np.zeros(n)
         self.episode_terms: dict[str, np.ndarray] = {k: np.zeros(n) for k, w in c.rewards.items() if w != 0.0}
+        self.episode_tracking_error = np.zeros(n)
+        """Sum over the episode of |command_xy - base velocity_xy| (m/s), divided by length at the end."""
         self.push_time_left = np.full(n, np.inf)
         self.last_reward_terms: dict[str, np.ndarray] = {}
         self.num_diverged = 0
@@ -229,6 +233,7 @@ class A1MujocoVecEnv(VecEnv):
         self.episode_return += rewards
         for name, value in terms.items():
             self.episode_terms[name] += c.rewards[name] * value * c.policy_dt
+        self.episode_tracking_error += np.linalg.norm(self.commands.command[:, :2] - snap["lin_vel_b"][:, :2], axis=1)
 
         dones = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
@@ -242,6 +247,7 @@ class A1MujocoVecEnv(VecEnv):
                     "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
                     "episode": {"r": float(self.episode_return[i]), "l": int(self.episode_length[i]), "t": elapsed},
                     "reward_terms": {name: float(v[i]) for name, v in self.episode_terms.items()},
+                    "tracking_error_xy": float(self.episode_tracking_error[i] / self.episode_length[i]),
                 }
                 if diverged[i]:
                     infos[i]["physics_diverged"] = True
@@ -352,6 +358,7 @@ class A1MujocoVecEnv(VecEnv):
         self.episode_return[env_ids] = 0.0
         for value in self.episode_terms.values():
             value[env_ids] = 0.0
+        self.episode_tracking_error[env_ids] = 0.0
         self.feet.reset(env_ids)
         self.commands.resample(env_ids, rng)
 

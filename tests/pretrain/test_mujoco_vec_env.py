@@ -127,6 +127,21 @@ def test_robot_moving_at_the_commanded_velocity_earns_more_tracking_reward():
     assert tracked > still + 5.0, (tracked, still)  # exp(-0.25/0.25) ~ 0.37 per step when still
 
 
+def test_episode_tracking_error_is_reported():
+    contract = get_contract().replace(episode_length_s=0.2)  # 10 policy steps
+    env = A1MujocoVecEnv(2, contract, obs_noise=False, randomize=False)
+    env.reset()
+    env.commands.set(np.array([0, 1]), np.array([0.5, 0.0, 0.0]))
+    for _ in range(10):
+        qvel = env.qvel.copy()
+        qvel[0, 0:3] = (0.5, 0.0, 0.0)
+        env.set_root_state([0], qvel=qvel[0])
+        _, _, dones, infos = env.step(hold_action(env))
+    assert dones.all()
+    moving, standing = infos[0]["tracking_error_xy"], infos[1]["tracking_error_xy"]
+    assert moving < 0.2 and 0.4 < standing < 0.6, (moving, standing)
+
+
 def test_step_reward_is_the_weighted_sum_times_dt():
     env = A1MujocoVecEnv(3, seed=2)
     env.reset()
