@@ -260,7 +260,11 @@ class TaskContract:
 
     def joint_targets(self, action: np.ndarray) -> np.ndarray:
         """Normalized action in [-1, 1] -> joint position targets (rad)."""
-        return np.asarray(self.default_joint_pos) + self.action_scale * self.action_bounds.to_raw(action)
+        return self.raw_joint_targets(self.action_bounds.to_raw(action))
+
+    def raw_joint_targets(self, raw: np.ndarray) -> np.ndarray:
+        """Raw action (bounds units) -> joint position targets (rad): default + action_scale * raw."""
+        return np.asarray(self.default_joint_pos) + self.action_scale * np.asarray(raw)
 
     # ---- variants -----------------------------------------------------------------------------
     def replace(self, **changes: Any) -> TaskContract:

@@ -211,7 +211,7 @@ class A1MujocoVecEnv(VecEnv):
             raise RuntimeError("step_wait() called without step_async()")
         c = self.contract
         self.prev_action_raw, self.action_raw = self.action_raw, c.action_bounds.to_raw(self._actions)
-        self._ctrl[:] = c.joint_targets(self._actions)[:, None, :]
+        self._ctrl[:] = c.raw_joint_targets(self.action_raw)[:, None, :]
         self._actions = None
         self._pool.rollout(
             self.models, self._datas, self.state, self._ctrl, nstep=c.decimation,

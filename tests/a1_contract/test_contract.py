@@ -376,6 +376,10 @@ def test_joint_targets(base: TaskContract) -> None:
     unit = get_contract("isaaclab3_unit_bounds")
     np.testing.assert_allclose(unit.joint_targets(np.zeros(12)), default)
     np.testing.assert_allclose(unit.joint_targets(np.ones(12)), default + 0.25)
+    action = np.linspace(-1, 1, 12)
+    np.testing.assert_allclose(
+        base.raw_joint_targets(base.action_bounds.to_raw(action)), base.joint_targets(action)
+    )
 
 
 @pytest.mark.parametrize(("low", "high"), [((0.0,) * 12, (0.0,) * 12), ((1.0,) * 12, (-1.0,) * 12),
