@@ -310,8 +310,14 @@ class TaskContract:
                 "method": self.action_bounds.method,
             },
             "obs_terms": [
-                {"name": t.name, "dim": t.dim, "scale": t.scale, "noise": t.noise,
-                 "clip": None if t.clip is None else list(t.clip), "source": t.source}
+                {
+                    "name": t.name,
+                    "dim": t.dim,
+                    "scale": t.scale,
+                    "noise": t.noise,
+                    "clip": None if t.clip is None else list(t.clip),
+                    "source": t.source,
+                }
                 for t in self.obs_terms
             ],
             "obs_dim": self.obs_dim,
@@ -340,9 +346,7 @@ class TaskContract:
         try:
             version = doc.get("schema_version")
             if type(version) is not int or version != SCHEMA_VERSION:
-                raise ContractError(
-                    f"schema_version {version!r} is not supported (this code reads {SCHEMA_VERSION})"
-                )
+                raise ContractError(f"schema_version {version!r} is not supported (this code reads {SCHEMA_VERSION})")
             joints = tuple(doc["joint_names"])
             per_joint = lambda key: tuple(float(doc[key][j]) for j in joints)  # noqa: E731
             bounds = doc["action_bounds"]
@@ -366,7 +370,10 @@ class TaskContract:
                 ),
                 obs_terms=tuple(
                     ObsTerm(
-                        name=str(t["name"]), dim=int(t["dim"]), scale=float(t["scale"]), noise=float(t["noise"]),
+                        name=str(t["name"]),
+                        dim=int(t["dim"]),
+                        scale=float(t["scale"]),
+                        noise=float(t["noise"]),
                         clip=None if t.get("clip") is None else _range(t["clip"], f"obs_terms[{t['name']}].clip"),
                         source=str(t.get("source", "")),
                     )

@@ -112,14 +112,23 @@ class _RolloutBuffers:
         self.datas = [mujoco.MjData(model) for _ in range(env.num_threads)]
 
     def rollout(self, pool: rollout.Rollout) -> None:
-        pool.rollout(self.models, self.datas, self.state, self.ctrl, nstep=self.nstep,
-                     initial_warmstart=self.warmstart, state=self.state_out, sensordata=self.sensor_out,
-                     skip_checks=True)
+        pool.rollout(
+            self.models,
+            self.datas,
+            self.state,
+            self.ctrl,
+            nstep=self.nstep,
+            initial_warmstart=self.warmstart,
+            state=self.state_out,
+            sensordata=self.sensor_out,
+            skip_checks=True,
+        )
         self.state[:] = self.state_out[:, -1]
 
 
-def rollout_replay_step(env: A1MujocoVecEnv, states: np.ndarray, actions: np.ndarray,
-                        pool: rollout.Rollout) -> Callable[[], None]:
+def rollout_replay_step(
+    env: A1MujocoVecEnv, states: np.ndarray, actions: np.ndarray, pool: rollout.Rollout
+) -> Callable[[], None]:
     """The env's rollout call alone, replaying (cyclically) the states and actions the env visited."""
     c, buf = env.contract, _RolloutBuffers(env)
     t = 0
@@ -134,8 +143,9 @@ def rollout_replay_step(env: A1MujocoVecEnv, states: np.ndarray, actions: np.nda
     return step
 
 
-def rollout_free_step(env: A1MujocoVecEnv, initial_state: np.ndarray, pool: rollout.Rollout,
-                      seed: int) -> Callable[[], None]:
+def rollout_free_step(
+    env: A1MujocoVecEnv, initial_state: np.ndarray, pool: rollout.Rollout, seed: int
+) -> Callable[[], None]:
     """The env's rollout call alone, rolling on from ``initial_state`` with no resets (robots stay down)."""
     c, buf = env.contract, _RolloutBuffers(env)
     rng = np.random.default_rng(seed)
@@ -162,8 +172,11 @@ def sync_vector_env_step(env: A1MujocoVecEnv, vec: gym.vector.SyncVectorEnv, see
 def make_sync_vector_env(env: A1MujocoVecEnv, seed: int) -> gym.vector.SyncVectorEnv:
     """N single-robot envs on the batched env's models and settings."""
     fns = [
-        (lambda i=i: A1SingleRobotEnv(env.contract, model=env.models[i], obs_noise=env.obs_noise,
-                                      randomize=env.randomize, seed=seed + i))
+        (
+            lambda i=i: A1SingleRobotEnv(
+                env.contract, model=env.models[i], obs_noise=env.obs_noise, randomize=env.randomize, seed=seed + i
+            )
+        )
         for i in range(env.num_envs)
     ]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -175,8 +188,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per measurement")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the best round counts")
-    parser.add_argument("--record-steps", type=int, default=250,
-                        help="env steps recorded for the ceiling to replay (cyclically)")
+    parser.add_argument(
+        "--record-steps", type=int, default=250, help="env steps recorded for the ceiling to replay (cyclically)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.num_envs < 1 or args.threads < 1 or args.rounds < 1 or args.record_steps < 1 or args.seconds <= 0:
@@ -219,18 +233,23 @@ def main(argv: list[str] | None = None) -> dict:
         "value": "A1MujocoVecEnv",
         "sync_vector_env": "SyncVectorEnv of N mj_step envs",
     }
-    print(f"A1 sim throughput: {n} envs, {threads} threads, decimation {c.decimation} x {c.sim_dt * 1e3:g} ms, "
-          f"{args.seconds:g} s timed per row "
-          f"in {args.rounds} interleaved rounds (best round shown)")
+    print(
+        f"A1 sim throughput: {n} envs, {threads} threads, decimation {c.decimation} x {c.sim_dt * 1e3:g} ms, "
+        f"{args.seconds:g} s timed per row "
+        f"in {args.rounds} interleaved rounds (best round shown)"
+    )
     print(f"{'':34s}{'policy steps/s':>16s}{'batch steps/s':>15s}{'ms/batch step':>15s}{'x real time':>13s}")
     for key in ("ceiling", "ceiling_free", "value", "sync_vector_env"):
         calls, elapsed = results[key]
-        print(f"{labels[key]:34s}{rate[key]:16.0f}{calls / elapsed:15.1f}{1e3 * elapsed / calls:15.3f}"
-              f"{rate[key] * c.policy_dt:13.1f}")
+        print(
+            f"{labels[key]:34s}{rate[key]:16.0f}{calls / elapsed:15.1f}{1e3 * elapsed / calls:15.3f}"
+            f"{rate[key] * c.policy_dt:13.1f}"
+        )
     ratio = rate["value"] / rate["ceiling"]
     ratio_vs_sync = rate["value"] / rate["sync_vector_env"]
-    print(f"ratio value/ceiling = {ratio:.3f} (target >= 0.7); value/sync_vector_env = {ratio_vs_sync:.2f} "
-          f"(target >= 3)")
+    print(
+        f"ratio value/ceiling = {ratio:.3f} (target >= 0.7); value/sync_vector_env = {ratio_vs_sync:.2f} (target >= 3)"
+    )
     result = {
         "metric": "policy_steps_per_s",
         "value": round(rate["value"], 1),

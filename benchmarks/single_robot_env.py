@@ -120,16 +120,26 @@ class A1SingleRobotEnv(gym.Env):
         self.episode_length += 1
 
         snap = self._snapshot()
-        terminated = bool(self._trunk_force[-c.terminations.base_contact_history :].max()
-                          > c.terminations.base_contact_threshold) or diverged
+        terminated = (
+            bool(
+                self._trunk_force[-c.terminations.base_contact_history :].max() > c.terminations.base_contact_threshold
+            )
+            or diverged
+        )
         truncated = self.episode_length >= c.max_episode_steps
         joint_vel = d.qvel[info.qvel_joints][None, :]
         joint_acc = (joint_vel - qvel_prev) / c.sim_dt if qvel_prev is not None else np.zeros_like(joint_vel)
         terms = state_reward_terms(
-            snap, self.commands.command, joint_acc=joint_acc,
+            snap,
+            self.commands.command,
+            joint_acc=joint_acc,
             torques=d.sensordata[info.sensor_actuator_force][None, :],
-            action_raw=self.action_raw, prev_action_raw=self.prev_action_raw, feet=self.feet,
-            policy_dt=c.policy_dt, params=c.reward_params, weights=c.rewards,
+            action_raw=self.action_raw,
+            prev_action_raw=self.prev_action_raw,
+            feet=self.feet,
+            policy_dt=c.policy_dt,
+            params=c.reward_params,
+            weights=c.rewards,
         )
         reward = 0.0 if diverged else float(weighted_sum(terms, c.rewards, c.policy_dt)[0])
         self.last_reward_terms = terms

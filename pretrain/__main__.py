@@ -12,6 +12,10 @@ import sys
 # name -> (module with main(argv, prog), one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("pretrain.demo", "short MuJoCo run of A1 robots holding the default pose; writes video, images, plots"),
+    "train": ("pretrain.train", "train SAC, TQC or PPO (presets, YAML config, checkpoints, --resume)"),
+    "walk": ("pretrain.rollout", "does a bundle's policy walk? fixed forward command, falls and tracking error"),
+    "actions": ("pretrain.diagnose", "plot the actions a policy takes against its bounds, and initial distributions"),
+    "bounds": ("pretrain.bounds", "measure action bounds (percentiles) from a trained PPO bundle"),
 }
 
 
@@ -20,7 +24,8 @@ def _usage() -> argparse.ArgumentParser:
         prog="python -m pretrain",
         description="A1 pretraining tools.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="subcommands:\n" + "\n".join(f"  {name:<12}{text}" for name, (_, text) in SUBCOMMANDS.items())
+        epilog="subcommands:\n"
+        + "\n".join(f"  {name:<12}{text}" for name, (_, text) in SUBCOMMANDS.items())
         + "\n\nRun 'python -m pretrain SUBCOMMAND --help' for a subcommand's options.",
     )
     parser.add_argument("subcommand", choices=sorted(SUBCOMMANDS), help="what to run")

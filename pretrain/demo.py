@@ -40,12 +40,17 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
         "randomization and pushes; writes a video of robot 0, a snapshot grid, plots and summary.json.",
     )
     p.add_argument("--num-envs", type=int, default=16, help="number of robots (default 16)")
-    p.add_argument("--seconds", type=float, default=12.0,
-                   help="simulated seconds (default 12: pushes start 10-15 s after a reset)")
+    p.add_argument(
+        "--seconds", type=float, default=12.0, help="simulated seconds (default 12: pushes start 10-15 s after a reset)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the randomization and episodes (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
-    p.add_argument("--variant", default=DEFAULT_VARIANT, choices=sorted(VARIANTS),
-                   help=f"contract variant (default {DEFAULT_VARIANT})")
+    p.add_argument(
+        "--variant",
+        default=DEFAULT_VARIANT,
+        choices=sorted(VARIANTS),
+        help=f"contract variant (default {DEFAULT_VARIANT})",
+    )
     p.add_argument("--no-video", action="store_true", help="skip the video of robot 0 (faster)")
     return p
 
@@ -76,13 +81,21 @@ def _write_video(frames: list[np.ndarray], out: Path, fps: float) -> Path:
     sample = np.concatenate(frames[:: max(1, len(frames) // 4)][:4], axis=0)
     palette = Image.fromarray(sample).quantize(colors=128, method=Image.Quantize.MEDIANCUT)
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000.0 / fps), loop=0,
-                   optimize=False, disposal=1)
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=round(1000.0 / fps), loop=0, optimize=False, disposal=1
+    )
     return path
 
 
-def _plot(out: Path, t: np.ndarray, heights: np.ndarray, term_means: dict[str, np.ndarray],
-          reward_mean: np.ndarray, events: dict[str, list[tuple[int, int]]], title: str) -> Path:
+def _plot(
+    out: Path,
+    t: np.ndarray,
+    heights: np.ndarray,
+    term_means: dict[str, np.ndarray],
+    reward_mean: np.ndarray,
+    events: dict[str, list[tuple[int, int]]],
+    title: str,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,8 +103,9 @@ def _plot(out: Path, t: np.ndarray, heights: np.ndarray, term_means: dict[str, n
 
     fig, (ax_h, ax_r) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True, constrained_layout=True)
     for i in range(heights.shape[1]):
-        ax_h.plot(t, heights[:, i], lw=0.9, alpha=0.8, color="C0" if i == 0 else None,
-                  label="robot 0" if i == 0 else None)
+        ax_h.plot(
+            t, heights[:, i], lw=0.9, alpha=0.8, color="C0" if i == 0 else None, label="robot 0" if i == 0 else None
+        )
     for name, marker, color in (("push", "v", "tab:orange"), ("reset", "x", "tab:red")):
         pts = events[name]
         if pts:
@@ -198,8 +212,9 @@ def run_demo(args: argparse.Namespace) -> dict:
     paths["snapshots"] = str(out / "a1_demo.png")
     t = np.arange(1, steps + 1) * dt
     term_means = {name: v.mean(axis=1) for name, v in term_sums.items()}
-    paths["plot"] = str(_plot(out, t, heights, term_means, rewards.mean(axis=1), events,
-                              f"{contract.name}, seed {args.seed}"))
+    paths["plot"] = str(
+        _plot(out, t, heights, term_means, rewards.mean(axis=1), events, f"{contract.name}, seed {args.seed}")
+    )
     write_wall = time.perf_counter() - t0
     for r in (film, camera):
         if r is not None:

@@ -109,28 +109,41 @@ def build_a1_spec(contract: TaskContract, *, friction: float | None = None) -> m
             geom.contype, geom.conaffinity = 1, 0
             geom.friction = [mu, 0.005, 0.0001]
     spec.worldbody.add_geom(
-        name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
-        contype=0, conaffinity=1, priority=1, friction=[mu, 0.005, 0.0001],
+        name="floor",
+        type=mujoco.mjtGeom.mjGEOM_PLANE,
+        size=[0, 0, 0.05],
+        contype=0,
+        conaffinity=1,
+        priority=1,
+        friction=[mu, 0.005, 0.0001],
         rgba=[0.45, 0.5, 0.55, 1.0],
     )
     spec.worldbody.add_light(pos=[0, 0, 3.0], dir=[0, 0, -1], diffuse=[0.8, 0.8, 0.8])
 
     # Trunk contact: a touch site covering the trunk collision box (slightly enlarged).
     trunk_box = next(g for g in trunk.geoms if g.type == mujoco.mjtGeom.mjGEOM_BOX and g.size[0] > 0.05)
-    trunk.add_site(name="trunk_touch", type=mujoco.mjtGeom.mjGEOM_BOX, pos=trunk_box.pos,
-                   size=np.asarray(trunk_box.size) * 1.05 + 0.005, group=4)
-    spec.add_sensor(name="trunk_touch", type=mujoco.mjtSensor.mjSENS_TOUCH,
-                    objtype=mujoco.mjtObj.mjOBJ_SITE, objname="trunk_touch")
+    trunk.add_site(
+        name="trunk_touch",
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        pos=trunk_box.pos,
+        size=np.asarray(trunk_box.size) * 1.05 + 0.005,
+        group=4,
+    )
+    spec.add_sensor(
+        name="trunk_touch", type=mujoco.mjtSensor.mjSENS_TOUCH, objtype=mujoco.mjtObj.mjOBJ_SITE, objname="trunk_touch"
+    )
 
     # Feet: the URDF's toe sphere (fused into the calf body) gets a touch site named like Isaac's foot.
     for leg, foot in zip(robot.LEGS, robot.FOOT_NAMES, strict=True):
         toe_body = spec.body(_URDF_TOE_BODY[leg])
         toe = next(g for g in toe_body.geoms if g.type == mujoco.mjtGeom.mjGEOM_SPHERE)
         toe.name = foot
-        toe_body.add_site(name=foot, type=mujoco.mjtGeom.mjGEOM_SPHERE, pos=toe.pos, size=[toe.size[0] + 0.01, 0, 0],
-                      group=4)
-        spec.add_sensor(name=f"{foot}_touch", type=mujoco.mjtSensor.mjSENS_TOUCH,
-                        objtype=mujoco.mjtObj.mjOBJ_SITE, objname=foot)
+        toe_body.add_site(
+            name=foot, type=mujoco.mjtGeom.mjGEOM_SPHERE, pos=toe.pos, size=[toe.size[0] + 0.01, 0, 0], group=4
+        )
+        spec.add_sensor(
+            name=f"{foot}_touch", type=mujoco.mjtSensor.mjSENS_TOUCH, objtype=mujoco.mjtObj.mjOBJ_SITE, objname=foot
+        )
 
     # Joints: contract names, no passive damping/friction (Isaac Lab: friction 0), contract armature.
     for i, name in enumerate(contract.joint_names):
@@ -151,8 +164,12 @@ def build_a1_spec(contract: TaskContract, *, friction: float | None = None) -> m
         actuator.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
         actuator.forcerange = [-contract.effort_limit[i], contract.effort_limit[i]]
         actuator.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
-        spec.add_sensor(name=f"{name}_torque", type=mujoco.mjtSensor.mjSENS_ACTUATORFRC,
-                        objtype=mujoco.mjtObj.mjOBJ_ACTUATOR, objname=name)
+        spec.add_sensor(
+            name=f"{name}_torque",
+            type=mujoco.mjtSensor.mjSENS_ACTUATORFRC,
+            objtype=mujoco.mjtObj.mjOBJ_ACTUATOR,
+            objname=name,
+        )
     return spec
 
 

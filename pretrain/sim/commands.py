@@ -47,9 +47,7 @@ class VelocityCommands:
         heading = self.is_heading_env
         if heading.any():
             error = wrap_to_pi(self.heading_target[heading] - base_yaw[heading])
-            self.command[heading, 2] = np.clip(
-                self.ranges.heading_control_stiffness * error, *self.ranges.ang_vel_z
-            )
+            self.command[heading, 2] = np.clip(self.ranges.heading_control_stiffness * error, *self.ranges.ang_vel_z)
         self.command[self.is_standing_env] = 0.0
 
     def set(self, env_ids: np.ndarray, command: np.ndarray, hold_s: float = np.inf) -> None:

@@ -193,6 +193,10 @@ class A1MujocoVecEnv(VecEnv):
         qvel = state[:, self._qvel_start : self._qvel_start + self._nv]
         return body_state(qpos, qvel, trunk_com, self.info)
 
+    def observe(self) -> np.ndarray:
+        """The observation of the current state (e.g. after ``commands.set``), noise included if enabled."""
+        return self._observe(self.snapshot())
+
     # ---- VecEnv API ---------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
         if self._seeds[0] is not None:
@@ -214,8 +218,15 @@ class A1MujocoVecEnv(VecEnv):
         self._ctrl[:] = c.raw_joint_targets(self.action_raw)[:, None, :]
         self._actions = None
         self._pool.rollout(
-            self.models, self._datas, self.state, self._ctrl, nstep=c.decimation,
-            initial_warmstart=self._warmstart, state=self._state_out, sensordata=self._sensor_out, skip_checks=True,
+            self.models,
+            self._datas,
+            self.state,
+            self._ctrl,
+            nstep=c.decimation,
+            initial_warmstart=self._warmstart,
+            state=self._state_out,
+            sensordata=self._sensor_out,
+            skip_checks=True,
         )
         self.state[:] = self._state_out[:, -1]
         diverged = self._diverged()
@@ -318,14 +329,21 @@ class A1MujocoVecEnv(VecEnv):
         qvel_prev = self._state_out[:, -2, self._qvel_start : self._qvel_start + self._nv] if c.decimation > 1 else None
         joints = self.info.qvel_joints
         joint_acc = (
-            (qvel_last[:, joints] - qvel_prev[:, joints]) / c.sim_dt if qvel_prev is not None
+            (qvel_last[:, joints] - qvel_prev[:, joints]) / c.sim_dt
+            if qvel_prev is not None
             else np.zeros_like(snap["joint_vel"])
         )
         return state_reward_terms(
-            snap, self.commands.command, joint_acc=joint_acc,
+            snap,
+            self.commands.command,
+            joint_acc=joint_acc,
             torques=self._sensor_out[:, -1, self.info.sensor_actuator_force],
-            action_raw=self.action_raw, prev_action_raw=self.prev_action_raw, feet=self.feet,
-            policy_dt=c.policy_dt, params=c.reward_params, weights=c.rewards,
+            action_raw=self.action_raw,
+            prev_action_raw=self.prev_action_raw,
+            feet=self.feet,
+            policy_dt=c.policy_dt,
+            params=c.reward_params,
+            weights=c.rewards,
         )
 
     def _observe(self, snap: dict[str, np.ndarray]) -> np.ndarray:

@@ -34,14 +34,24 @@ class ObservationBuilder:
         self.terms = contract.obs_terms
         self.default_joint_pos = np.asarray(contract.default_joint_pos)
         self.noise_scale = np.concatenate([np.full(t.dim, t.noise) for t in self.terms])
-        known = {"base_lin_vel", "base_ang_vel", "projected_gravity", "velocity_commands", "joint_pos",
-                 "joint_vel", "actions"}
+        known = {
+            "base_lin_vel",
+            "base_ang_vel",
+            "projected_gravity",
+            "velocity_commands",
+            "joint_pos",
+            "joint_vel",
+            "actions",
+        }
         unknown = [t.name for t in self.terms if t.name not in known]
         if unknown:
             raise ValueError(f"contract has observation terms the simulator does not implement: {unknown}")
 
     def __call__(
-        self, state: dict[str, np.ndarray], command: np.ndarray, action_raw: np.ndarray,
+        self,
+        state: dict[str, np.ndarray],
+        command: np.ndarray,
+        action_raw: np.ndarray,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """(N, obs_dim) float32 observation; ``rng`` given means training noise is added."""

@@ -88,13 +88,15 @@ def _urdf_visual_meshes(path: str) -> list[tuple[str, str, np.ndarray, np.ndarra
             filename = mesh.get("filename", "")
             if filename.startswith("package://"):
                 filename = filename.split("/", 3)[-1]
-            out.append((
-                link.get("name"),
-                os.path.join(base, filename),
-                np.array([float(v) for v in xyz.split()]),
-                _rpy_quat([float(v) for v in rpy.split()]),
-                np.array([float(v) for v in mesh.get("scale", "1 1 1").split()]),
-            ))
+            out.append(
+                (
+                    link.get("name"),
+                    os.path.join(base, filename),
+                    np.array([float(v) for v in xyz.split()]),
+                    _rpy_quat([float(v) for v in rpy.split()]),
+                    np.array([float(v) for v in mesh.get("scale", "1 1 1").split()]),
+                )
+            )
     return out
 
 
@@ -108,16 +110,26 @@ def _decorate(spec: mujoco.MjSpec, width: int, height: int) -> None:
     spec.visual.headlight.diffuse = [0.45, 0.45, 0.45]
     spec.visual.headlight.specular = [0.1, 0.1, 0.1]
     spec.add_texture(
-        name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
-        rgb1=[0.55, 0.7, 0.85], rgb2=[0.95, 0.97, 1.0], width=256, height=256,
+        name="sky",
+        type=mujoco.mjtTexture.mjTEXTURE_SKYBOX,
+        builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+        rgb1=[0.55, 0.7, 0.85],
+        rgb2=[0.95, 0.97, 1.0],
+        width=256,
+        height=256,
     )
     spec.add_texture(
-        name="checker", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
-        rgb1=[0.42, 0.47, 0.52], rgb2=[0.62, 0.67, 0.72], mark=mujoco.mjtMark.mjMARK_EDGE,
-        markrgb=[0.8, 0.82, 0.85], width=256, height=256,
+        name="checker",
+        type=mujoco.mjtTexture.mjTEXTURE_2D,
+        builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+        rgb1=[0.42, 0.47, 0.52],
+        rgb2=[0.62, 0.67, 0.72],
+        mark=mujoco.mjtMark.mjMARK_EDGE,
+        markrgb=[0.8, 0.82, 0.85],
+        width=256,
+        height=256,
     )
-    floor_mat = spec.add_material(name="floor_checker", texrepeat=[2, 2], texuniform=True, specular=0.1,
-                                  shininess=0.1)
+    floor_mat = spec.add_material(name="floor_checker", texrepeat=[2, 2], texuniform=True, specular=0.1, shininess=0.1)
     floor_mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "checker"
     floor = spec.geom("floor")
     if floor is not None:
@@ -130,8 +142,13 @@ def _decorate(spec: mujoco.MjSpec, width: int, height: int) -> None:
     # shadow falls in view, away from the camera, and the floor's shading does not change as the robot
     # moves (still frames stay still, GIFs stay small).
     spec.worldbody.add_light(
-        name="follow", type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, pos=[0.0, 0.0, 8.0], dir=[0.0, 0.0, -1.0],
-        diffuse=[0.6, 0.6, 0.6], specular=[0.2, 0.2, 0.2], castshadow=True,
+        name="follow",
+        type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL,
+        pos=[0.0, 0.0, 8.0],
+        dir=[0.0, 0.0, -1.0],
+        diffuse=[0.6, 0.6, 0.6],
+        specular=[0.2, 0.2, 0.2],
+        castshadow=True,
     )
 
 
@@ -152,16 +169,25 @@ def _add_meshes(spec: mujoco.MjSpec) -> int:
             added_mesh[(key, tuple(scale))] = name
         rgba = _MESH_RGBA.get(key, (0.5, 0.5, 0.5, 1.0))
         body.add_geom(
-            name=f"vis_{link}", type=mujoco.mjtGeom.mjGEOM_MESH, meshname=added_mesh[(key, tuple(scale))],
-            pos=pos, quat=quat, contype=0, conaffinity=0, group=_VISUAL_GROUP, density=0.0, mass=0.0,
+            name=f"vis_{link}",
+            type=mujoco.mjtGeom.mjGEOM_MESH,
+            meshname=added_mesh[(key, tuple(scale))],
+            pos=pos,
+            quat=quat,
+            contype=0,
+            conaffinity=0,
+            group=_VISUAL_GROUP,
+            density=0.0,
+            mass=0.0,
             rgba=rgba,
         )
         count += 1
     return count
 
 
-def build_visual_model(contract: TaskContract, *, meshes: bool = True, width: int = 640,
-                       height: int = 480) -> tuple[mujoco.MjModel, bool]:
+def build_visual_model(
+    contract: TaskContract, *, meshes: bool = True, width: int = 640, height: int = 480
+) -> tuple[mujoco.MjModel, bool]:
     """The A1 model for rendering and whether it shows the URDF meshes (else the collision shapes).
 
     Starts from ``build_a1_spec(contract)`` (MuJoCo's URDF parser drops ``<visual>``) and adds the
@@ -354,14 +380,21 @@ class A1Renderer:
         start = trunk_pos + np.array([0.0, 0.0, 0.15])
         end = start + direction * max(speed, 0.1) * 0.5
         geom = scene.geoms[scene.ngeom]
-        mujoco.mjv_initGeom(geom, mujoco.mjtGeom.mjGEOM_ARROW, np.zeros(3), np.zeros(3), np.zeros(9),
-                            np.array([0.1, 0.85, 0.2, 1.0], dtype=np.float32))
+        mujoco.mjv_initGeom(
+            geom,
+            mujoco.mjtGeom.mjGEOM_ARROW,
+            np.zeros(3),
+            np.zeros(3),
+            np.zeros(9),
+            np.array([0.1, 0.85, 0.2, 1.0], dtype=np.float32),
+        )
         mujoco.mjv_connector(geom, mujoco.mjtGeom.mjGEOM_ARROW, 0.012, start, end)
         scene.ngeom += 1
 
 
-def render_grid(frames_list: Sequence[np.ndarray], cols: int | None = None, pad: int = 4,
-                background: int = 255) -> np.ndarray:
+def render_grid(
+    frames_list: Sequence[np.ndarray], cols: int | None = None, pad: int = 4, background: int = 255
+) -> np.ndarray:
     """Tile equally sized (H, W, 3) uint8 frames into one image, row-major, ``cols`` per row
     (default: ceil(sqrt(n))), separated by ``pad`` pixels of ``background``."""
     frames = [np.asarray(f) for f in frames_list]

@@ -67,9 +67,10 @@ def reward_terms(x: RewardInputs, params: Mapping[str, float], weights: Mapping[
         "dof_torques_l2": lambda: np.sum(x.torques**2, axis=1),
         "dof_acc_l2": lambda: np.sum(x.joint_acc**2, axis=1),
         "action_rate_l2": lambda: np.sum((x.action_raw - x.prev_action_raw) ** 2, axis=1),
-        "feet_air_time": lambda: np.sum(
-            (x.feet_last_air_time - params["feet_air_time_threshold"]) * x.feet_first_contact, axis=1
-        ) * (np.linalg.norm(x.command[:, :2], axis=1) > params["feet_air_time_min_command"]),
+        "feet_air_time": lambda: (
+            np.sum((x.feet_last_air_time - params["feet_air_time_threshold"]) * x.feet_first_contact, axis=1)
+            * (np.linalg.norm(x.command[:, :2], axis=1) > params["feet_air_time_min_command"])
+        ),
         "flat_orientation_l2": lambda: np.sum(x.projected_gravity[:, :2] ** 2, axis=1),
     }
     unknown = [name for name, w in weights.items() if w != 0.0 and name not in terms]
@@ -79,9 +80,17 @@ def reward_terms(x: RewardInputs, params: Mapping[str, float], weights: Mapping[
 
 
 def state_reward_terms(
-    state: Mapping[str, np.ndarray], command: np.ndarray, *, joint_acc: np.ndarray, torques: np.ndarray,
-    action_raw: np.ndarray, prev_action_raw: np.ndarray, feet: FootContactTracker, policy_dt: float,
-    params: Mapping[str, float], weights: Mapping[str, float],
+    state: Mapping[str, np.ndarray],
+    command: np.ndarray,
+    *,
+    joint_acc: np.ndarray,
+    torques: np.ndarray,
+    action_raw: np.ndarray,
+    prev_action_raw: np.ndarray,
+    feet: FootContactTracker,
+    policy_dt: float,
+    params: Mapping[str, float],
+    weights: Mapping[str, float],
 ) -> dict[str, np.ndarray]:
     """:func:`reward_terms` of a body state (``pretrain.sim.observations.body_state``) and the step's extras."""
     inputs = RewardInputs(

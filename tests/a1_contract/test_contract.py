@@ -50,29 +50,53 @@ def _set_obs_noise(c: TaskContract, name: str, noise: float) -> TaskContract:
 
 # (description, change, top-level JSON keys expected to differ)
 CHANGES = [
-    ("default_joint_pos", lambda c: c.replace(default_joint_pos=_with_index(c.default_joint_pos, 4, 0.81)),
-     {"default_joint_pos"}),
+    (
+        "default_joint_pos",
+        lambda c: c.replace(default_joint_pos=_with_index(c.default_joint_pos, 4, 0.81)),
+        {"default_joint_pos"},
+    ),
     ("kp", lambda c: c.replace(kp=_with_index(c.kp, 0, 26.0)), {"kp"}),
     ("kd", lambda c: c.replace(kd=_with_index(c.kd, 11, 0.6)), {"kd"}),
     ("effort_limit", lambda c: c.replace(effort_limit=_with_index(c.effort_limit, 3, 30.0)), {"effort_limit"}),
-    ("joint_pos_limits", lambda c: c.replace(joint_pos_limits=_with_index(c.joint_pos_limits, 8, (-2.6, -0.9))),
-     {"joint_pos_limits"}),
-    ("action_bounds_high", lambda c: c.replace(
-        action_bounds=ActionBounds(c.action_bounds.low, _with_index(c.action_bounds.high, 2, 0.8),
-                                   c.action_bounds.method)), {"action_bounds"}),
-    ("action_bounds_method", lambda c: c.replace(
-        action_bounds=dataclasses.replace(c.action_bounds, method="explicit")), {"action_bounds"}),
+    (
+        "joint_pos_limits",
+        lambda c: c.replace(joint_pos_limits=_with_index(c.joint_pos_limits, 8, (-2.6, -0.9))),
+        {"joint_pos_limits"},
+    ),
+    (
+        "action_bounds_high",
+        lambda c: c.replace(
+            action_bounds=ActionBounds(
+                c.action_bounds.low, _with_index(c.action_bounds.high, 2, 0.8), c.action_bounds.method
+            )
+        ),
+        {"action_bounds"},
+    ),
+    (
+        "action_bounds_method",
+        lambda c: c.replace(action_bounds=dataclasses.replace(c.action_bounds, method="explicit")),
+        {"action_bounds"},
+    ),
     ("action_scale", lambda c: c.replace(action_scale=0.5), {"action_scale"}),
     ("obs_noise", lambda c: _set_obs_noise(c, "joint_vel", 1.0), {"obs_terms"}),
-    ("obs_scale", lambda c: c.replace(obs_terms=(dataclasses.replace(c.obs_terms[0], scale=2.0), *c.obs_terms[1:])),
-     {"obs_terms"}),
+    (
+        "obs_scale",
+        lambda c: c.replace(obs_terms=(dataclasses.replace(c.obs_terms[0], scale=2.0), *c.obs_terms[1:])),
+        {"obs_terms"},
+    ),
     ("reward_weight", lambda c: c.replace(rewards={**c.rewards, "feet_air_time": 0.3}), {"rewards"}),
     ("reward_param", lambda c: c.replace(reward_params={**c.reward_params, "tracking_std": 0.4}), {"reward_params"}),
-    ("randomization", lambda c: c.replace(randomization=dataclasses.replace(c.randomization, push_interval_s=None)),
-     {"randomization"}),
+    (
+        "randomization",
+        lambda c: c.replace(randomization=dataclasses.replace(c.randomization, push_interval_s=None)),
+        {"randomization"},
+    ),
     ("commands", lambda c: c.replace(commands=dataclasses.replace(c.commands, lin_vel_x=(-0.5, 1.0))), {"commands"}),
-    ("terminations", lambda c: c.replace(
-        terminations=dataclasses.replace(c.terminations, base_contact_threshold=2.0)), {"terminations"}),
+    (
+        "terminations",
+        lambda c: c.replace(terminations=dataclasses.replace(c.terminations, base_contact_threshold=2.0)),
+        {"terminations"},
+    ),
     ("decimation", lambda c: c.replace(decimation=2), {"decimation", "policy_rate_hz"}),
     ("sim_dt", lambda c: c.replace(sim_dt=0.004), {"sim_dt", "policy_rate_hz"}),
     ("episode_length_s", lambda c: c.replace(episode_length_s=10.0), {"episode_length_s"}),
@@ -185,10 +209,29 @@ def test_malformed_json_raises_contract_error(text: str) -> None:
 
 
 REQUIRED_READ_KEYS = [
-    "name", "joint_names", "default_joint_pos", "joint_pos_limits", "soft_joint_pos_limit_factor", "kp", "kd",
-    "effort_limit", "velocity_limit", "armature", "sdk_motor_index", "action_scale", "action_bounds", "obs_terms",
-    "sim_dt", "decimation", "episode_length_s", "init_base_height", "commands", "rewards", "reward_params",
-    "terminations", "randomization",
+    "name",
+    "joint_names",
+    "default_joint_pos",
+    "joint_pos_limits",
+    "soft_joint_pos_limit_factor",
+    "kp",
+    "kd",
+    "effort_limit",
+    "velocity_limit",
+    "armature",
+    "sdk_motor_index",
+    "action_scale",
+    "action_bounds",
+    "obs_terms",
+    "sim_dt",
+    "decimation",
+    "episode_length_s",
+    "init_base_height",
+    "commands",
+    "rewards",
+    "reward_params",
+    "terminations",
+    "randomization",
 ]
 
 
@@ -240,8 +283,13 @@ def _permuted(c: TaskContract, order: list[int]) -> TaskContract:
         return tuple(values[i] for i in order)
 
     return c.replace(
-        joint_names=p(c.joint_names), default_joint_pos=p(c.default_joint_pos), joint_pos_limits=p(c.joint_pos_limits),
-        kp=p(c.kp), kd=p(c.kd), effort_limit=p(c.effort_limit), velocity_limit=p(c.velocity_limit),
+        joint_names=p(c.joint_names),
+        default_joint_pos=p(c.default_joint_pos),
+        joint_pos_limits=p(c.joint_pos_limits),
+        kp=p(c.kp),
+        kd=p(c.kd),
+        effort_limit=p(c.effort_limit),
+        velocity_limit=p(c.velocity_limit),
         sdk_motor_index=p(c.sdk_motor_index),
         action_bounds=ActionBounds(p(c.action_bounds.low), p(c.action_bounds.high), c.action_bounds.method),
     )
@@ -294,9 +342,25 @@ def test_unknown_variant_is_contract_error() -> None:
 # ---- document content -------------------------------------------------------------------------------
 def test_required_top_level_keys(base: TaskContract) -> None:
     doc = base.to_dict()
-    for key in ["schema_version", "name", "hash", "joint_names", "default_joint_pos", "kp", "kd", "effort_limit",
-                "action_scale", "action_bounds", "obs_terms", "sim_dt", "decimation", "episode_length_s",
-                "rewards", "sdk_motor_index", "sources"]:
+    for key in [
+        "schema_version",
+        "name",
+        "hash",
+        "joint_names",
+        "default_joint_pos",
+        "kp",
+        "kd",
+        "effort_limit",
+        "action_scale",
+        "action_bounds",
+        "obs_terms",
+        "sim_dt",
+        "decimation",
+        "episode_length_s",
+        "rewards",
+        "sdk_motor_index",
+        "sources",
+    ]:
         assert key in doc, key
     assert doc["schema_version"] == SCHEMA_VERSION == 1
     joints = doc["joint_names"]
@@ -319,19 +383,36 @@ def test_obs_layout_is_isaac_lab_flat(base: TaskContract) -> None:
     for name, (start, stop) in ISAAC_FLAT_LAYOUT.items():
         assert (slices[name].start, slices[name].stop) == (start, stop), name
     noise = {t.name: t.noise for t in base.obs_terms}
-    assert noise == {"base_lin_vel": 0.1, "base_ang_vel": 0.2, "projected_gravity": 0.05, "velocity_commands": 0.0,
-                     "joint_pos": 0.01, "joint_vel": 1.5, "actions": 0.0}
+    assert noise == {
+        "base_lin_vel": 0.1,
+        "base_ang_vel": 0.2,
+        "projected_gravity": 0.05,
+        "velocity_commands": 0.0,
+        "joint_pos": 0.01,
+        "joint_vel": 1.5,
+        "actions": 0.0,
+    }
     assert all(t.scale == 1.0 and t.clip is None for t in base.obs_terms)
 
 
 def test_joint_order_and_defaults(base: TaskContract) -> None:
-    assert base.joint_names == tuple(f"{leg}_{part}_joint" for part in ("hip", "thigh", "calf")
-                                     for leg in ("FL", "FR", "RL", "RR"))
+    assert base.joint_names == tuple(
+        f"{leg}_{part}_joint" for part in ("hip", "thigh", "calf") for leg in ("FL", "FR", "RL", "RR")
+    )
     doc = base.to_dict()
     assert doc["default_joint_pos"] == {
-        "FL_hip_joint": 0.1, "FR_hip_joint": -0.1, "RL_hip_joint": 0.1, "RR_hip_joint": -0.1,
-        "FL_thigh_joint": 0.8, "FR_thigh_joint": 0.8, "RL_thigh_joint": 1.0, "RR_thigh_joint": 1.0,
-        "FL_calf_joint": -1.5, "FR_calf_joint": -1.5, "RL_calf_joint": -1.5, "RR_calf_joint": -1.5,
+        "FL_hip_joint": 0.1,
+        "FR_hip_joint": -0.1,
+        "RL_hip_joint": 0.1,
+        "RR_hip_joint": -0.1,
+        "FL_thigh_joint": 0.8,
+        "FR_thigh_joint": 0.8,
+        "RL_thigh_joint": 1.0,
+        "RR_thigh_joint": 1.0,
+        "FL_calf_joint": -1.5,
+        "FR_calf_joint": -1.5,
+        "RL_calf_joint": -1.5,
+        "RR_calf_joint": -1.5,
     }
     assert set(base.kp) == {25.0} and set(base.kd) == {0.5} and set(base.effort_limit) == {33.5}
     assert base.action_scale == 0.25
@@ -377,13 +458,18 @@ def test_joint_targets(base: TaskContract) -> None:
     np.testing.assert_allclose(unit.joint_targets(np.zeros(12)), default)
     np.testing.assert_allclose(unit.joint_targets(np.ones(12)), default + 0.25)
     action = np.linspace(-1, 1, 12)
-    np.testing.assert_allclose(
-        base.raw_joint_targets(base.action_bounds.to_raw(action)), base.joint_targets(action)
-    )
+    np.testing.assert_allclose(base.raw_joint_targets(base.action_bounds.to_raw(action)), base.joint_targets(action))
 
 
-@pytest.mark.parametrize(("low", "high"), [((0.0,) * 12, (0.0,) * 12), ((1.0,) * 12, (-1.0,) * 12),
-                                           ((-1.0,) * 12, (1.0,) * 11 + (-2.0,)), ((-1.0,) * 12, (1.0,) * 11)])
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [
+        ((0.0,) * 12, (0.0,) * 12),
+        ((1.0,) * 12, (-1.0,) * 12),
+        ((-1.0,) * 12, (1.0,) * 11 + (-2.0,)),
+        ((-1.0,) * 12, (1.0,) * 11),
+    ],
+)
 def test_invalid_bounds_raise(low, high) -> None:
     with pytest.raises(ContractError):
         ActionBounds(low, high)

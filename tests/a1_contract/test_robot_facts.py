@@ -127,8 +127,11 @@ def test_timestep(model: mujoco.MjModel, contract: TaskContract) -> None:
 def test_trunk_and_total_mass_match_urdf(model: mujoco.MjModel, urdf: ET.Element) -> None:
     masses = _urdf_masses(urdf)
     # Links attached to the trunk by fixed joints (the IMU link) are fused into it by MuJoCo.
-    fused = [j.find("child").get("link") for j in urdf.iter("joint")
-             if j.get("type") == "fixed" and j.find("parent").get("link") == robot.BASE_BODY]
+    fused = [
+        j.find("child").get("link")
+        for j in urdf.iter("joint")
+        if j.get("type") == "fixed" and j.find("parent").get("link") == robot.BASE_BODY
+    ]
     expected_trunk = masses[robot.BASE_BODY] + sum(masses[link] for link in fused)
     trunk_mass = model.body_mass[model.body(robot.BASE_BODY).id]
     assert trunk_mass == pytest.approx(expected_trunk, abs=1e-9)
@@ -157,8 +160,11 @@ def test_foot_is_lowest_point_of_its_leg_on_its_side(model: mujoco.MjModel, cont
     bodies = _leg_bodies(model, leg)
     assert model.site_bodyid[site.id] == model.jnt_bodyid[_jid(model, f"{leg}_calf_joint")]
     others = [data.xpos[b] for b in bodies]
-    others += [data.geom_xpos[g] for g in range(model.ngeom)
-               if model.geom_bodyid[g] in bodies and model.geom(g).name != f"{leg}_foot"]
+    others += [
+        data.geom_xpos[g]
+        for g in range(model.ngeom)
+        if model.geom_bodyid[g] in bodies and model.geom(g).name != f"{leg}_foot"
+    ]
     assert len(others) >= 5
     assert all(foot[2] < p[2] - 0.05 for p in others), leg
     # The lowest point of the whole robot is one of the feet.

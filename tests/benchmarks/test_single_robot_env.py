@@ -89,7 +89,10 @@ def test_benchmark_script_prints_a_json_last_line():
     script = os.path.join(BENCH_DIR, "sim_throughput.py")
     proc = subprocess.run(
         [sys.executable, script, "--seconds", "0.5", "--num-envs", "8"],
-        capture_output=True, text=True, timeout=120, cwd=os.path.join(BENCH_DIR, ".."),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=os.path.join(BENCH_DIR, ".."),
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])

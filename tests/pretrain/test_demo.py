@@ -80,8 +80,9 @@ def test_renderer_different_qpos_give_different_images(renderer, standing_qpos, 
 
 
 def test_qpos_layout_check_rejects_other_models(contract):
-    other = mujoco.MjModel.from_xml_string("<mujoco><worldbody><body><freejoint name='root'/>"
-                                           "<geom size='0.1'/></body></worldbody></mujoco>")
+    other = mujoco.MjModel.from_xml_string(
+        "<mujoco><worldbody><body><freejoint name='root'/><geom size='0.1'/></body></worldbody></mujoco>"
+    )
     with pytest.raises(ValueError, match="qpos layout"):
         check_same_qpos_layout(other, build_a1_model(contract))
 

@@ -234,8 +234,16 @@ def test_pushes_change_the_root_velocity():
 
 def test_works_under_sb3_wrappers_and_algorithms():
     env = VecCheckNan(VecNormalize(VecMonitor(A1MujocoVecEnv(4, seed=0)), clip_obs=10.0), raise_exception=True)
-    sac = SAC("MlpPolicy", env, learning_starts=32, batch_size=32, buffer_size=2000,
-              policy_kwargs={"net_arch": [32, 32]}, seed=0, ent_coef="auto_0.01")
+    sac = SAC(
+        "MlpPolicy",
+        env,
+        learning_starts=32,
+        batch_size=32,
+        buffer_size=2000,
+        policy_kwargs={"net_arch": [32, 32]},
+        seed=0,
+        ent_coef="auto_0.01",
+    )
     sac.learn(200)
     assert sac.num_timesteps >= 200 and sac.replay_buffer.size() > 0
     ppo = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0)

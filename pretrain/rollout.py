@@ -1,0 +1,164 @@
+"""Run a bundle's policy in the embedded simulator: the walk check, and action collection.
+
+The walk check is the acceptance test of a policy: ``num_envs`` robots get a fixed forward command
+(default 0.5 m/s) for ``seconds`` (default 10 s); the policy walks if no robot falls, the mean
+velocity-tracking error |command_xy - body velocity_xy| is under ``max_tracking_error`` and the mean
+forward speed (world frame, displacement / time) is within ``speed_tolerance`` of the command.
+``python -m pretrain walk BUNDLE`` prints the numbers and exits non-zero on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from a1_contract import TaskContract
+from pretrain.bundle import BundleFiles, load_bundle_files
+
+
+class BundlePolicy:
+    """A bundle's actor as ``obs (N, obs_dim) raw -> normalized action (N, J)``, on the CPU."""
+
+    def __init__(self, path: str | Path, expect_contract: TaskContract | None = None) -> None:
+        from pretrain.factory import ALGO_CLASSES
+
+        self.files: BundleFiles = load_bundle_files(path, expect_contract)
+        self.contract = self.files.contract
+        self.model = ALGO_CLASSES[self.files.algo].load(self.files.path / "model.zip", device="cpu")
+
+    def __call__(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        normalized = self.files.obs_norm.normalize(np.asarray(obs, dtype=np.float64)).astype(np.float32)
+        actions, _ = self.model.predict(normalized, deterministic=deterministic)
+        return np.clip(actions, -1.0, 1.0)
+
+
+def _env_for(files: BundleFiles, num_envs: int, seed: int, randomize: bool, obs_noise: bool) -> Any:
+    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+
+    return A1MujocoVecEnv(num_envs, files.contract, seed=seed, num_threads=1, obs_noise=obs_noise, randomize=randomize)
+
+
+def collect_actions(
+    path: str | Path, steps: int, num_envs: int, *, deterministic: bool = True, seed: int = 0
+) -> tuple[np.ndarray, TaskContract, dict[str, Any]]:
+    """Raw actions (steps * num_envs, J) the policy takes under the training conditions of its config."""
+    policy = BundlePolicy(path)
+    env_cfg = policy.files.config.get("env", {})
+    env = _env_for(policy.files, num_envs, seed, env_cfg.get("randomize", True), env_cfg.get("obs_noise", True))
+    obs = env.reset()
+    actions = []
+    for _ in range(steps):
+        action = policy(obs, deterministic)
+        actions.append(policy.contract.action_bounds.to_raw(action))
+        obs, _, _, _ = env.step(action)
+    return np.concatenate(actions), policy.contract, policy.files.meta
+
+
+@dataclass
+class WalkResult:
+    walks: bool
+    falls: int
+    num_envs: int
+    seconds: float
+    command_x: float
+    mean_tracking_error: float
+    mean_forward_speed: float
+    min_forward_speed: float
+    mean_base_height: float
+
+    def describe(self) -> str:
+        verdict = "WALKS" if self.walks else "DOES NOT WALK"
+        return (
+            f"{verdict}: {self.num_envs} robots, {self.seconds:g} s at {self.command_x} m/s: falls {self.falls}, "
+            f"tracking error {self.mean_tracking_error:.3f} m/s, forward speed mean {self.mean_forward_speed:.3f} "
+            f"(min {self.min_forward_speed:.3f}) m/s, base height {self.mean_base_height:.3f} m"
+        )
+
+
+def walk_check(
+    policy: Any,
+    contract: TaskContract,
+    *,
+    command_x: float = 0.5,
+    seconds: float = 10.0,
+    num_envs: int = 8,
+    seed: int = 0,
+    randomize: bool = False,
+    obs_noise: bool = False,
+    max_tracking_error: float = 0.25,
+    speed_tolerance: float = 0.5,
+) -> WalkResult:
+    """Run ``policy`` (normalized obs-to-action callable taking raw observations) with a fixed command."""
+    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+
+    env = A1MujocoVecEnv(num_envs, contract, seed=seed, num_threads=1, obs_noise=obs_noise, randomize=randomize)
+    env.reset()
+    ids = np.arange(num_envs)
+    env.commands.set(ids, np.tile([command_x, 0.0, 0.0], (num_envs, 1)), hold_s=seconds + 1.0)
+    obs = env.observe()
+    start_xy = env.qpos[:, :2].copy()
+    fell = np.zeros(num_envs, bool)
+    errors, heights = [], []
+    steps = int(round(seconds / contract.policy_dt))
+    for _ in range(steps):
+        obs, _, dones, infos = env.step(policy(obs))
+        snap = env.snapshot()
+        errors.append(np.linalg.norm(env.commands.command[:, :2] - snap["lin_vel_b"][:, :2], axis=1))
+        heights.append(env.base_height.copy())
+        for i in np.flatnonzero(dones):
+            if not infos[i].get("TimeLimit.truncated", False):
+                fell[i] = True
+        if fell.any():
+            break
+    distance = (env.qpos[:, :2] - start_xy)[:, 0]
+    elapsed = len(errors) * contract.policy_dt
+    speeds = np.where(fell, 0.0, distance / max(elapsed, 1e-9))
+    err = float(np.mean(errors))
+    result = WalkResult(
+        walks=bool(
+            not fell.any()
+            and err < max_tracking_error
+            and abs(speeds.mean() - command_x) <= speed_tolerance * command_x
+        ),
+        falls=int(fell.sum()),
+        num_envs=num_envs,
+        seconds=round(elapsed, 3),
+        command_x=command_x,
+        mean_tracking_error=err,
+        mean_forward_speed=float(speeds.mean()),
+        min_forward_speed=float(speeds.min()),
+        mean_base_height=float(np.mean(heights)),
+    )
+    env.close()
+    return result
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Does a bundle's policy walk? (see module docs)")
+    parser.add_argument("bundle", help="bundle or run directory")
+    parser.add_argument("--command-x", type=float, default=0.5, help="forward command, m/s")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--randomize", action="store_true", help="domain randomization and pushes on")
+    parser.add_argument("--obs-noise", action="store_true", help="training observation noise on")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    policy = BundlePolicy(args.bundle)
+    result = walk_check(
+        policy,
+        policy.contract,
+        command_x=args.command_x,
+        seconds=args.seconds,
+        num_envs=args.num_envs,
+        seed=args.seed,
+        randomize=args.randomize,
+        obs_noise=args.obs_noise,
+    )
+    print(json.dumps(asdict(result)) if args.json else result.describe())
+    return 0 if result.walks else 1

@@ -1,0 +1,235 @@
+"""``python -m pretrain train`` / ``a1-pretrain``: train SAC, TQC or PPO on the A1 flat task.
+
+Examples::
+
+    a1-pretrain --algo sac --minutes 20                       # the CPU preset, embedded MuJoCo
+    a1-pretrain --preset sac_raffin_a1 --sim isaaclab --minutes 10   # GPU workstation
+    a1-pretrain --config my.yaml --offpolicy.batch_size 1024 --seed 3
+    a1-pretrain --resume runs/sac-20261124-2010 --minutes 10  # continue: same buffer, same step count
+
+A run directory holds ``config.yaml`` (resolved), ``curve.csv``, ``tb/`` (TensorBoard),
+``checkpoints/step_<N>/`` bundles with a ``latest`` link (see ``pretrain/bundle.py``), and at the
+end ``learning_curve.png``, ``reward_terms.png``, ``actions.png`` (actions taken vs bounds) and
+``summary.json``. SIGINT/SIGTERM stop between steps and write a final checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pretrain import config as cfgmod
+from pretrain.bundle import CheckpointDir, load_bundle_files, replay_buffer_transitions
+from pretrain.callbacks import ActionRecorder, TrainMonitor
+from pretrain.curves import CurveWriter, plot_curves, plot_reward_terms, read_curve
+
+SHORT_FLAGS = {  # short flag -> dotted config field
+    "--algo": "algo",
+    "--sim": "env.sim",
+    "--num-envs": "env.num_envs",
+    "--timesteps": "timesteps",
+    "--minutes": "minutes",
+    "--seed": "seed",
+    "--out": "out",
+}
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="presets: " + ", ".join(cfgmod.PRESETS),
+    )
+    parser.add_argument("--config", help="YAML config file (any subset of the fields below)")
+    parser.add_argument("--preset", choices=sorted(cfgmod.PRESETS), help="start from a named preset")
+    parser.add_argument("--resume", help="bundle or run directory to continue (config comes from it)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    for flag, dest in SHORT_FLAGS.items():
+        parser.add_argument(flag, dest=dest, type=yaml.safe_load, default=argparse.SUPPRESS, help=f"= --{dest}")
+    group = parser.add_argument_group("config fields (YAML values)")
+    for dotted, value, kind in cfgmod.field_paths():
+        if f"--{dotted}" in parser._option_string_actions:  # --algo, --seed, --preset, ...: already there
+            continue
+        group.add_argument(
+            f"--{dotted}",
+            dest=dotted,
+            type=yaml.safe_load,
+            default=argparse.SUPPRESS,
+            metavar=kind.replace(" ", ""),
+            help=f"default {value!r}",
+        )
+    return parser
+
+
+def parse(argv: list[str] | None, prog: str | None = None) -> tuple[cfgmod.TrainConfig, argparse.Namespace]:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    fixed = {"config", "preset", "resume", "no_progress", "print_config"}
+    flags = {k: v for k, v in vars(args).items() if k not in fixed}
+    if args.resume:
+        saved = load_bundle_files(args.resume).config
+        limits = {k: flags.pop(k) for k in list(flags) if k in ("timesteps", "minutes", "out")}
+        if flags:
+            parser.error(
+                f"--resume continues the saved config; only --timesteps/--minutes/--out may change, got {flags}"
+            )
+        saved.update({"timesteps": 0, "minutes": 0.0})
+        config = cfgmod.merge(cfgmod.from_dict(saved), cfgmod.unflatten(limits)).validate()
+    else:
+        file_doc = cfgmod.load_yaml(args.config) if args.config else None
+        config = cfgmod.resolve(file_doc, flags, args.preset)
+    if not config.timesteps and not config.minutes and not args.print_config:
+        parser.error("set a budget: --timesteps N and/or --minutes M")
+    return config, args
+
+
+def default_out(config: cfgmod.TrainConfig) -> str:
+    return str(Path("runs") / f"{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def train(config: cfgmod.TrainConfig, *, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run one training call; returns the summary (also written to ``summary.json``)."""
+    import torch
+
+    from pretrain.factory import load_model, make_contract, make_env, make_model, obs_norm_of, wrap_obs_norm
+
+    torch.set_num_threads(max(1, config.torch_threads))
+    bundle = load_bundle_files(resume) if resume else None
+    if bundle is not None and not config.out:
+        parent = bundle.path.parent
+        config.out = str(parent.parent if parent.name == "checkpoints" else parent / "resumed")
+    run_dir = Path(config.out or default_out(config))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.out = str(run_dir)
+    config_yaml = config.to_yaml()
+    (run_dir / "config.yaml").write_text(config_yaml)
+
+    contract = make_contract(config)
+    if bundle is not None:
+        contract.require_same(bundle.contract, what=f"resumed bundle {bundle.path}")
+    raw_env = make_env(config, contract)
+    env = wrap_obs_norm(raw_env, config, bundle.obs_norm if bundle else None)
+    tb = str(run_dir / "tb")
+    if bundle is not None:
+        model = load_model(bundle, env, device=config.device, tensorboard_log=tb)
+        time_offset = float(bundle.meta.get("train_time_s", 0.0))
+        buffered = f", replay buffer {replay_buffer_transitions(model.replay_buffer)}" if config.algo != "ppo" else ""
+        print(f"resumed {bundle.path}: {model.num_timesteps} steps{buffered}")
+    else:
+        model = make_model(config, env, tensorboard_log=tb)
+        time_offset = 0.0
+    print(
+        f"{config.algo} on {config.env.sim}, {env.num_envs} envs, contract {contract.name} {contract.hash}, "
+        f"bounds {contract.action_bounds.method} -> {run_dir}"
+    )
+
+    ckpts = CheckpointDir(run_dir, keep=config.keep_checkpoints)
+    curve = CurveWriter(run_dir / "curve.csv", [n for n, w in contract.rewards.items() if w != 0.0])
+    recorder = ActionRecorder(seed=config.seed)
+    t_start = time.perf_counter()
+
+    def save_checkpoint() -> Path:
+        train_time = time_offset + time.perf_counter() - t_start
+        return ckpts.save(
+            model,
+            obs_norm_of(env, contract.obs_dim),
+            contract,
+            config_yaml,
+            algo=config.algo,
+            with_replay_buffer=config.save_replay_buffer,
+            extra_meta={"train_time_s": round(train_time, 2), "run_dir": str(run_dir)},
+        )
+
+    monitor = TrainMonitor(
+        curve,
+        total_timesteps=config.timesteps,
+        minutes=config.minutes,
+        log_every_s=config.log_every_s,
+        checkpoint_every_s=config.checkpoint_minutes * 60,
+        save_checkpoint=save_checkpoint,
+        time_offset_s=time_offset,
+        progress=progress,
+        recorder=recorder,
+    )
+    try:
+        model.learn(
+            total_timesteps=10**12, callback=monitor, reset_num_timesteps=bundle is None, tb_log_name=config.algo
+        )
+    finally:
+        curve.close()
+    final = save_checkpoint()
+    summary = finish(run_dir, config, contract, recorder, monitor, final)
+    env.close()
+    return summary
+
+
+def finish(
+    run_dir: Path,
+    config: cfgmod.TrainConfig,
+    contract: Any,
+    recorder: ActionRecorder,
+    monitor: TrainMonitor,
+    final: Path,
+) -> dict[str, Any]:
+    from pretrain import action_diagnostics as diag
+
+    curve = read_curve(run_dir / "curve.csv")
+    if curve:
+        plot_curves({config.algo: curve}, run_dir / "learning_curve.png", title=f"{config.algo} on {config.env.sim}")
+        plot_reward_terms(curve, run_dir / "reward_terms.png")
+    summary: dict[str, Any] = {
+        "final_bundle": str(final),
+        "stop_reason": monitor.stop_reason,
+        "num_timesteps": int(monitor.model.num_timesteps),
+        "last": monitor.last_row,
+    }
+    actions = recorder.sample()
+    if len(actions) >= 100:
+        raw = contract.action_bounds.to_raw(actions)
+        usage = diag.bounds_usage(raw, contract.action_bounds)
+        diag.plot_action_histograms(
+            raw,
+            contract.action_bounds,
+            contract.joint_names,
+            run_dir / "actions.png",
+            title=f"{config.algo}: actions taken vs bounds ({contract.action_bounds.method})",
+        )
+        summary["action_usage"] = usage
+        message = diag.bounds_warning(usage, config.bounds_warning_ratio)
+        if message:
+            warnings.warn(f"action bounds: {message}", stacklevel=1)
+            summary["bounds_warning"] = message
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    print(f"done ({monitor.stop_reason}): {summary['num_timesteps']} steps; bundle {final}")
+    return summary
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+def main(argv: list[str] | None = None, prog: str | None = "a1-pretrain") -> int:
+    config, args = parse(sys.argv[1:] if argv is None else argv, prog)
+    if args.print_config:
+        print(config.to_yaml(), end="")
+        return 0
+    train(config, resume=args.resume, progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
