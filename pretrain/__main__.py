@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pretrain.train", "train SAC, TQC or PPO (presets, YAML config, checkpoints, --resume)"),
     "walk": ("pretrain.rollout", "does a bundle's policy walk? fixed forward command, falls and tracking error"),
     "actions": ("pretrain.diagnose", "plot the actions a policy takes against its bounds, and initial distributions"),
+    "reference": ("pretrain.reference", "copy a bundle without its replay buffer as the reference policy; walk check"),
     "bounds": ("pretrain.bounds", "measure action bounds (percentiles) from a trained PPO bundle"),
 }
 

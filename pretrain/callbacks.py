@@ -169,15 +169,27 @@ class TrainMonitor(BaseCallback):
             self._last_ckpt = now
             self.save_checkpoint()
         if self._stop_signal is not None:
-            self.stop_reason = f"signal {signal.Signals(self._stop_signal).name}"
-            return False
+            return self._stop(f"signal {signal.Signals(self._stop_signal).name}")
         if self.total_timesteps and done_steps >= self.total_timesteps:
-            self.stop_reason = "timesteps"
-            return False
+            return self._stop("timesteps")
         if self.budget_s and elapsed >= self.budget_s:
-            self.stop_reason = "minutes"
-            return False
+            return self._stop("minutes")
         return True
+
+    def _stop(self, reason: str) -> bool:
+        """Stop after this step, keeping it: SB3's off-policy loop counts a step in ``num_timesteps``
+        before calling the callback and stores it in the replay buffer only if the callback returns
+        True, so a plain ``return False`` would drop the last ``num_envs`` transitions (a bundle's
+        buffer would hold fewer transitions than its step count). Store it the way SB3 would have."""
+        self.stop_reason = reason
+        loc, model = self.locals, self.model
+        if getattr(model, "replay_buffer", None) is not None and "buffer_actions" in loc:
+            model._update_info_buffer(loc["infos"], loc["dones"])
+            model._store_transition(
+                loc["replay_buffer"], loc["buffer_actions"], loc["new_obs"], loc["rewards"], loc["dones"], loc["infos"]
+            )
+            model._episode_num += int(np.sum(loc["dones"]))
+        return False
 
     def _log_row(self, now: float) -> None:
         stats = self.stats.pop()

@@ -192,10 +192,13 @@ class TrainConfig:
 # Each preset is a partial config (nested dict) applied on top of the defaults.
 PRESETS: dict[str, dict[str, Any]] = {
     "sac": {
+        # For wall-clock on a CPU box (benchmarks/time_to_walk.py, one core): a gradient step of a
+        # [256, 256] SAC at batch 256 costs ~20 ms on one core, 100x a robot-step, so small networks,
+        # 64 robots per step and 4 critic updates (2 actor updates) per step: replay ratio 1/16.
         "algo": "sac",
-        # Tuned for wall-clock on a 2-core CPU box (benchmarks/time_to_walk.py): few envs, small nets.
+        "env": {"num_envs": 64},
+        "offpolicy": {"net_arch": [128, 128], "gradient_steps": 4, "policy_delay": 2},
     },
-    "tqc": {"algo": "tqc"},
     "sac_raffin_a1": {
         # The seed author's Part II values for A1 flat (OFFPOLICY_ANCHORS.md (a), "Tuned SAC (SBX)"),
         # meant for a GPU workstation with Isaac Lab. Part II ran flat tasks with n_steps=1.
@@ -220,7 +223,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "critic_layer_norm": True,
         },
     },
-    "ppo": {"algo": "ppo"},
+    # Isaac Lab's PPO hyperparameters (PPOConfig defaults); 128 robots per rollout on a CPU box.
+    "ppo": {"algo": "ppo", "env": {"num_envs": 128}},
     "ppo_wide": {
         # PPO with wide symmetric bounds, so that `python -m pretrain bounds` measures what PPO wants
         # rather than what the bounds allow (fewer than 0.1% of trained PPO actions exceed +-5).
@@ -229,6 +233,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ppo": {"init_std": 0.2},
     },
 }
+PRESETS["tqc"] = {**PRESETS["sac"], "algo": "tqc"}
 PRESETS["tqc_raffin_a1"] = {**PRESETS["sac_raffin_a1"], "algo": "tqc"}
 DEFAULT_PRESET = {"sac": "sac", "tqc": "tqc", "ppo": "ppo"}
 
@@ -297,7 +302,8 @@ def resolve(file_doc: dict[str, Any] | None, flags: dict[str, Any], preset_name:
     file_doc = dict(file_doc or {})
     nested = unflatten(flags)
     algo = nested.get("algo") or file_doc.get("algo") or "sac"
-    name = preset_name or file_doc.pop("preset", None) or DEFAULT_PRESET.get(algo, "sac")
+    file_preset = file_doc.pop("preset", None)  # always popped: merged below, it would mislabel a --preset run
+    name = preset_name or file_preset or DEFAULT_PRESET.get(algo, "sac")
     config = preset(name)
     config = merge(config, file_doc)
     config = merge(config, nested)

@@ -42,6 +42,12 @@ SHORT_FLAGS = {  # short flag -> dotted config field
 }
 
 
+# Budget and machine settings: they change how long and where a resumed run trains, not what it learns.
+RESUME_MAY_CHANGE = (
+    "timesteps", "minutes", "out", "torch_threads", "env.threads", "device", "checkpoint_minutes", "log_every_s",
+)  # fmt: skip
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -78,10 +84,10 @@ def parse(argv: list[str] | None, prog: str | None = None) -> tuple[cfgmod.Train
     flags = {k: v for k, v in vars(args).items() if k not in fixed}
     if args.resume:
         saved = load_bundle_files(args.resume).config
-        limits = {k: flags.pop(k) for k in list(flags) if k in ("timesteps", "minutes", "out")}
+        limits = {k: flags.pop(k) for k in list(flags) if k in RESUME_MAY_CHANGE}
         if flags:
             parser.error(
-                f"--resume continues the saved config; only --timesteps/--minutes/--out may change, got {flags}"
+                f"--resume continues the saved config; only {', '.join(RESUME_MAY_CHANGE)} may change, got {flags}"
             )
         saved.update({"timesteps": 0, "minutes": 0.0})
         config = cfgmod.merge(cfgmod.from_dict(saved), cfgmod.unflatten(limits)).validate()
@@ -117,7 +123,10 @@ def train(config: cfgmod.TrainConfig, *, resume: str | None = None, progress: bo
     contract = make_contract(config)
     if bundle is not None:
         contract.require_same(bundle.contract, what=f"resumed bundle {bundle.path}")
-    raw_env = make_env(config, contract)
+    # A resumed run continues the learner exactly; its episode stream (commands, resets, pushes) is
+    # seeded afresh from the step count so that it does not replay the episodes of the first call.
+    env_seed = config.seed + (int(bundle.meta["num_timesteps"]) if bundle is not None else 0)
+    raw_env = make_env(config, contract, seed=env_seed)
     env = wrap_obs_norm(raw_env, config, bundle.obs_norm if bundle else None)
     tb = str(run_dir / "tb")
     if bundle is not None:
@@ -196,7 +205,7 @@ def finish(
     actions = recorder.sample()
     if len(actions) >= 100:
         raw = contract.action_bounds.to_raw(actions)
-        usage = diag.bounds_usage(raw, contract.action_bounds)
+        usage = diag.bounds_usage(raw, contract.action_bounds, joint_names=contract.joint_names)
         diag.plot_action_histograms(
             raw,
             contract.action_bounds,

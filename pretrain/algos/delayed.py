@@ -48,10 +48,19 @@ class _DelayedActorUpdates:
         self._update_learning_rate(optimizers)
 
         critic_losses, actor_losses, ent_coef_losses, ent_coefs = [], [], [], []
-        critic_params = list(self.critic.parameters())
+        # Frozen during the actor's backward pass; parameters shared with the actor (a shared features
+        # extractor) keep learning from the actor loss.
+        actor_params = {id(p) for p in self.actor.parameters()}
+        critic_only = [p for p in self.critic.parameters() if id(p) not in actor_params]
         for step in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             discounts = data.discounts if data.discounts is not None else self.gamma
+            if self.use_sde:
+                self.actor.reset_noise()
+            update_actor = (self._n_updates + step) % self.policy_delay == 0
+            if update_actor:  # sampled before the critic target, in SB3's order (same noise, same seed)
+                actions_pi, log_prob = self.actor.action_log_prob(data.observations)
+                log_prob = log_prob.reshape(-1, 1)
             if self.log_ent_coef is not None:
                 ent_coef = th.exp(self.log_ent_coef.detach())
             else:
@@ -64,19 +73,17 @@ class _DelayedActorUpdates:
             self.critic.optimizer.step()
             critic_losses.append(critic_loss.detach())
 
-            if (self._n_updates + step) % self.policy_delay == 0:
-                if self.use_sde:
-                    self.actor.reset_noise()
-                actions_pi, log_prob = self.actor.action_log_prob(data.observations)
-                log_prob = log_prob.reshape(-1, 1)
-                for p in critic_params:
+            if update_actor:
+                for p in critic_only:
                     p.requires_grad_(False)
-                actor_loss = (ent_coef * log_prob - self._actor_q(data.observations, actions_pi)).mean()
-                self.actor.optimizer.zero_grad()
-                actor_loss.backward()
+                try:
+                    actor_loss = (ent_coef * log_prob - self._actor_q(data.observations, actions_pi)).mean()
+                    self.actor.optimizer.zero_grad()
+                    actor_loss.backward()
+                finally:
+                    for p in critic_only:
+                        p.requires_grad_(True)
                 self.actor.optimizer.step()
-                for p in critic_params:
-                    p.requires_grad_(True)
                 actor_losses.append(actor_loss.detach())
                 if self.ent_coef_optimizer is not None:
                     ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()

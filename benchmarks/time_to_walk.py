@@ -1,0 +1,132 @@
+"""Wall-clock to walk: SAC, TQC and PPO from scratch on the embedded simulator, same budget, same box.
+
+Each algorithm trains with its preset through the real CLI (``python -m pretrain train``), one core
+each (``--torch_threads 1 --env.threads 1``), for ``--minutes``. Up to ``--parallel`` runs share the
+box at once (2 on a 2-core machine: each still gets one core). The metric is the velocity-tracking
+error (mean over an episode of |command_xy - body velocity_xy|, m/s; a robot that stands still scores
+about 0.6 here, so return alone can flatter a robot that stands): the wall-clock at which the curve
+first drops under ``--threshold``.
+
+Prints per algorithm the curves of episode return and tracking error, writes
+``time_to_walk.png`` beside the runs, and, last line, JSON::
+
+    {"metric": "time_to_threshold_s", "threshold": 0.25, "sac_s": ..., "tqc_s": ..., "ppo_s": ...,
+     "ratio": sac_s/ppo_s, "ratio_tqc": tqc_s/ppo_s}
+
+(null where not reached). ``--analyze DIR`` re-reads finished runs without training.
+
+    python benchmarks/time_to_walk.py --minutes 40 --out runs/time_to_walk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pretrain.config import DEFAULT_PRESET
+from pretrain.curves import plot_curves, read_curve
+
+
+def train_command(algo: str, preset: str, minutes: float, seed: int, out: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "pretrain", "train", "--preset", preset, "--minutes", str(minutes), "--seed", str(seed),
+        "--out", str(out), "--no-progress", "--torch_threads", "1", "--env.threads", "1", "--log_every_s", "20",
+    ]  # fmt: skip
+
+
+def time_to_threshold(curve: dict[str, list[float]], threshold: float) -> float | None:
+    for t, err in zip(curve.get("time_s", []), curve.get("tracking_error", []), strict=True):
+        if math.isfinite(err) and err < threshold:
+            return float(t)
+    return None
+
+
+def status_line(algo: str, curve: dict[str, list[float]]) -> str:
+    if not curve:
+        return f"{algo}: starting"
+    return (
+        f"{algo}: {curve['time_s'][-1] / 60:5.1f} min, {curve['timesteps'][-1]:>9.0f} steps, "
+        f"return {curve['ep_return'][-1]:7.2f}, tracking error {curve['tracking_error'][-1]:.3f} m/s"
+    )
+
+
+def run_all(algos: list[str], presets: dict[str, str], minutes: float, seed: int, out: Path, parallel: int) -> None:
+    pending = list(algos)
+    running: dict[str, subprocess.Popen] = {}
+    logs = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            algo = pending.pop(0)
+            cmd = train_command(algo, presets[algo], minutes, seed, out / algo)
+            (out / algo).mkdir(parents=True, exist_ok=True)
+            logs[algo] = open(out / f"{algo}.log", "w")  # noqa: SIM115 (closed when the run ends)
+            print("$ " + " ".join(cmd[1:]), flush=True)
+            running[algo] = subprocess.Popen(cmd, stdout=logs[algo], stderr=subprocess.STDOUT)
+        time.sleep(30)
+        for algo, proc in list(running.items()):
+            curve_file = out / algo / "curve.csv"
+            print(status_line(algo, read_curve(curve_file) if curve_file.exists() else {}), flush=True)
+            if proc.poll() is not None:
+                logs[algo].close()
+                del running[algo]
+                if proc.returncode:
+                    raise RuntimeError(f"{algo} training failed (exit {proc.returncode}); see {out / algo}.log")
+
+
+def report(algos: list[str], out: Path, threshold: float, every_s: float = 120.0) -> dict:
+    curves = {}
+    for algo in algos:
+        path = out / algo / "curve.csv"
+        curves[algo] = read_curve(path) if path.exists() else {}
+    for algo, curve in curves.items():
+        print(f"\n{algo} ({out / algo}):")
+        print(f"  {'min':>5} {'steps':>10} {'return':>8} {'track err':>9} {'ep len':>7}")
+        next_t = 0.0
+        for i, t in enumerate(curve.get("time_s", [])):
+            if t >= next_t or i == len(curve["time_s"]) - 1:
+                print(f"  {t / 60:5.1f} {curve['timesteps'][i]:>10.0f} {curve['ep_return'][i]:>8.2f} "
+                      f"{curve['tracking_error'][i]:>9.3f} {curve['ep_length'][i]:>7.0f}")  # fmt: skip
+                next_t = t + every_s
+    plot_curves(curves, out / "time_to_walk.png", title="time to walk (embedded MuJoCo, 1 core each)",
+                threshold=threshold)  # fmt: skip
+    times = {algo: time_to_threshold(curve, threshold) for algo, curve in curves.items()}
+    result = {"metric": "time_to_threshold_s", "threshold": threshold}
+    for algo in ("sac", "tqc", "ppo"):
+        result[f"{algo}_s"] = times.get(algo)
+    ppo = result["ppo_s"]
+    result["ratio"] = result["sac_s"] / ppo if result["sac_s"] and ppo else None
+    result["ratio_tqc"] = result["tqc_s"] / ppo if result["tqc_s"] and ppo else None
+    result["budget_min"] = {a: round(c["time_s"][-1] / 60, 1) if c else None for a, c in curves.items()}
+    result["final_tracking_error"] = {a: c["tracking_error"][-1] if c else None for a, c in curves.items()}
+    print(f"\nplot: {out / 'time_to_walk.png'}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=40.0, help="wall-clock budget per algorithm")
+    parser.add_argument("--algos", nargs="+", default=["sac", "ppo", "tqc"], choices=["sac", "tqc", "ppo"])
+    parser.add_argument("--preset", action="append", default=[], metavar="ALGO=PRESET", help="e.g. sac=sac_raffin_a1")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once (one core each)")
+    parser.add_argument("--threshold", type=float, default=0.25, help="tracking error, m/s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/time_to_walk")
+    parser.add_argument("--analyze", action="store_true", help="only report on finished runs in --out")
+    args = parser.parse_args(argv)
+    presets = dict(DEFAULT_PRESET)
+    presets.update(dict(item.split("=", 1) for item in args.preset))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.analyze:
+        run_all(args.algos, presets, args.minutes, args.seed, out, args.parallel)
+    print(json.dumps(report(args.algos, out, args.threshold)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
