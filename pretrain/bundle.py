@@ -294,31 +294,13 @@ class CheckpointDir:
         self.root = Path(run_dir) / "checkpoints"
         self.keep = max(1, int(keep))
 
-    def save(
-        self,
-        model: Any,
-        obs_norm: ObsNorm,
-        contract: TaskContract,
-        config_yaml: str,
-        *,
-        algo: str,
-        with_replay_buffer: bool = True,
-        extra_meta: dict[str, Any] | None = None,
-    ) -> Path:
+    def save(self, model: Any, *args: Any, **kwargs: Any) -> Path:
+        """:func:`write_bundle` into ``step_<num_timesteps>/``, then point ``latest`` at it."""
         name = f"step_{int(model.num_timesteps):012d}"
         dest = self.root / name
         if dest.exists():  # same step saved twice (e.g. final save right after a periodic one)
             return dest
-        write_bundle(
-            dest,
-            model,
-            obs_norm,
-            contract,
-            config_yaml,
-            algo=algo,
-            with_replay_buffer=with_replay_buffer,
-            extra_meta=extra_meta,
-        )
+        write_bundle(dest, model, *args, **kwargs)
         link_tmp = self.root / f".latest-{uuid.uuid4().hex[:8]}"
         os.symlink(name, link_tmp)
         os.replace(link_tmp, self.root / "latest")

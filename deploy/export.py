@@ -1,0 +1,223 @@
+"""Export a checkpoint bundle's policy to one ONNX file with its contract inside, and prove it unchanged.
+
+Usage::
+
+    python -m deploy.export BUNDLE -o policy.onnx      # or: a1-export BUNDLE -o policy.onnx
+
+Steps: load the bundle (hashes verified), wrap its actor in :class:`ExportablePolicy` (observation
+normalization, squashing and the rescale to raw action units folded in), trace it with torch's
+TorchScript exporter (opset 17, dynamic batch; the dynamo exporter would add ``onnxscript`` and seconds
+per export for a plain MLP), attach the metadata of :mod:`deploy.metadata`, write it to a temporary file
+beside ``-o`` and load that file in :class:`deploy.runner.PolicyRunner`, then check parity:
+
+* torch module vs onnxruntime, every output, on random observations (around the normalization
+  statistics, some far outside to exercise the clip) and on observations recorded from the embedded
+  simulator while the policy drives it; batch of many and batch of one;
+* the deterministic action vs SB3's own ``predict`` (``BundlePolicy``) mapped to raw units, which
+  proves the folded graph is the policy that was trained.
+
+Any error above ``tolerance`` (default 1e-5, max abs) raises :class:`ExportError` and leaves an existing
+file at ``-o`` untouched; otherwise the temporary file is renamed into place (atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import io
+import os
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch as th
+
+from deploy.metadata import INPUT_NAME, OUTPUT_NAMES, build_metadata
+from deploy.policy_module import ExportablePolicy, ExportError
+from deploy.runner import PolicyRunner
+from pretrain.rollout import BundlePolicy
+
+OPSET = 17  # onnxruntime >= 1.13 runs it; the TorchScript exporter supports it
+PARITY_TOLERANCE = 1e-5
+
+__all__ = ["OPSET", "PARITY_TOLERANCE", "ExportError", "ExportReport", "export_policy", "main"]
+
+
+@dataclass
+class ExportReport:
+    """Where the file went and the max abs errors measured before it was written."""
+
+    path: Path
+    algo: str
+    num_random_obs: int
+    num_sim_obs: int
+    errors: dict[str, float] = field(default_factory=dict)
+    """``"<obs set>/<output>"`` -> max abs error torch vs onnxruntime; ``"<obs set>/sb3_action"`` -> vs SB3 predict."""
+
+    def describe(self) -> str:
+        rows = [f"{key:<24} {value:.3e}" for key, value in self.errors.items()]
+        return (
+            f"{self.path}: {self.algo}, parity on {self.num_random_obs} random + {self.num_sim_obs} simulator "
+            "observations (max abs error):\n  " + "\n  ".join(rows)
+        )
+
+
+def trace_to_onnx(module: ExportablePolicy, obs_dim: int) -> onnx.ModelProto:
+    """The module as an ONNX graph, input ``obs`` with a dynamic batch axis."""
+    buffer = io.BytesIO()
+    # torch >= 2.9 defaults to the dynamo exporter (needs onnxscript); torch < 2.5 has no such argument.
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(th.onnx.export).parameters else {}
+    with warnings.catch_warnings(), th.no_grad():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*will be removed.*")
+        th.onnx.export(
+            module,
+            (th.zeros(2, obs_dim),),
+            buffer,
+            **legacy,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def export_policy(
+    bundle: str | Path,
+    out: str | Path,
+    *,
+    sim_envs: int = 8,
+    sim_steps: int = 200,
+    num_random_obs: int = 1024,
+    seed: int = 0,
+    tolerance: float = PARITY_TOLERANCE,
+) -> ExportReport:
+    """Export ``bundle``'s actor to ``out`` (see module docs); raises :class:`ExportError` on any mismatch."""
+    out = Path(out)
+    policy = BundlePolicy(bundle)
+    files, contract = policy.files, policy.contract
+    module = ExportablePolicy(policy.model.policy, files.algo, files.obs_norm, contract)
+    model = trace_to_onnx(module, contract.obs_dim)
+    props = build_metadata(
+        contract=contract,
+        algo=files.algo,
+        obs_norm=files.obs_norm,
+        log_std_range=module.log_std_range,
+        source_meta=files.meta,
+    )
+    onnx.helper.set_model_props(model, props)
+    model.producer_name, model.doc_string = "a1_sim2real.deploy.export", f"policy of bundle {files.meta['bundle_id']}"
+    onnx.checker.check_model(model)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        _write_synced(tmp, model.SerializeToString())
+        runner = PolicyRunner(tmp, expected_contract=contract)
+        report = ExportReport(out, files.algo, num_random_obs, 0)
+        obs_sets = {
+            "random": _random_obs(files.obs_norm, num_random_obs, seed),
+            "sim": _sim_obs(module, contract, sim_envs, sim_steps, seed),
+        }
+        report.num_sim_obs = len(obs_sets["sim"])
+        for name, obs in obs_sets.items():
+            ours = runner.outputs(obs)
+            single = [runner.outputs(row[None])["action"][0] for row in obs[:16]]
+            reference = _torch_outputs(module, obs)
+            for output in OUTPUT_NAMES:
+                report.errors[f"{name}/{output}"] = _max_abs(ours[output], reference[output])
+            report.errors[f"{name}/action_batch1"] = _max_abs(np.stack(single), reference["action"][:16])
+            sb3_raw = contract.action_bounds.to_raw(policy(obs, deterministic=True))
+            report.errors[f"{name}/sb3_action"] = _max_abs(ours["action"], sb3_raw)
+        print(report.describe())
+        bad = {key: value for key, value in report.errors.items() if not value <= tolerance}
+        if bad:
+            raise ExportError(f"parity check failed (tolerance {tolerance:g}, max abs error): {bad}")
+        os.replace(tmp, out)
+        _fsync_dir(out.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return report
+
+
+def _torch_outputs(module: ExportablePolicy, obs: np.ndarray) -> dict[str, np.ndarray]:
+    with th.inference_mode():
+        values = module(th.as_tensor(obs, dtype=th.float32))
+    return {name: value.detach().numpy() for name, value in zip(OUTPUT_NAMES, values, strict=True)}
+
+
+def _random_obs(obs_norm: object, count: int, seed: int) -> np.ndarray:
+    """Observations around the normalization statistics; every eighth row 20 std out (past any clip)."""
+    rng = np.random.default_rng(seed)
+    mean, std = np.asarray(obs_norm.mean), np.sqrt(np.asarray(obs_norm.var) + obs_norm.epsilon)
+    scale = np.where(np.arange(count)[:, None] % 8 == 0, 20.0, 2.0)
+    return (mean + scale * std * rng.standard_normal((count, len(mean)))).astype(np.float32)
+
+
+def _sim_obs(module: ExportablePolicy, contract: object, num_envs: int, steps: int, seed: int) -> np.ndarray:
+    """Observations the embedded simulator produces while the torch module drives it (training conditions)."""
+    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+
+    env = A1MujocoVecEnv(num_envs, contract, seed=seed, num_threads=1)
+    obs = env.reset()
+    recorded = []
+    for _ in range(steps):
+        recorded.append(obs.astype(np.float32))
+        raw = _torch_outputs(module, obs)["action"]
+        obs, _, _, _ = env.step(np.clip(contract.action_bounds.to_normalized(raw), -1.0, 1.0))
+    env.close()
+    return np.concatenate(recorded)
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="a1-export", description="Export a bundle's policy to ONNX (module docs).")
+    parser.add_argument("bundle", help="bundle or run directory")
+    parser.add_argument("-o", "--out", default="policy.onnx", help="ONNX file to write (replaced atomically)")
+    parser.add_argument("--sim-envs", type=int, default=8, help="robots simulated for the parity observations")
+    parser.add_argument("--sim-steps", type=int, default=200, help="policy steps simulated for parity")
+    parser.add_argument("--random-obs", type=int, default=1024, help="random observations for parity")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tolerance", type=float, default=PARITY_TOLERANCE, help="max abs error allowed")
+    args = parser.parse_args(argv)
+    try:
+        export_policy(
+            args.bundle,
+            args.out,
+            sim_envs=args.sim_envs,
+            sim_steps=args.sim_steps,
+            num_random_obs=args.random_obs,
+            seed=args.seed,
+            tolerance=args.tolerance,
+        )
+    except ExportError as exc:
+        print(f"export failed: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
