@@ -78,11 +78,16 @@ def run_all(algos: list[str], presets: dict[str, str], minutes: float, seed: int
                     raise RuntimeError(f"{algo} training failed (exit {proc.returncode}); see {out / algo}.log")
 
 
-def report(algos: list[str], out: Path, threshold: float, every_s: float = 120.0) -> dict:
+def report(algos: list[str], out: Path, threshold: float, every_s: float = 120.0, budget_min: float = 0.0) -> dict:
+    """Curves, plot and result; ``budget_min`` > 0 cuts every curve at that wall-clock (a common budget)."""
     curves = {}
     for algo in algos:
         path = out / algo / "curve.csv"
-        curves[algo] = read_curve(path) if path.exists() else {}
+        curve = read_curve(path) if path.exists() else {}
+        if curve and budget_min > 0:
+            keep = [i for i, t in enumerate(curve["time_s"]) if t <= budget_min * 60.0]
+            curve = {key: [values[i] for i in keep] for key, values in curve.items()}
+        curves[algo] = curve
     for algo, curve in curves.items():
         print(f"\n{algo} ({out / algo}):")
         print(f"  {'min':>5} {'steps':>10} {'return':>8} {'track err':>9} {'ep len':>7}")
@@ -117,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/time_to_walk")
     parser.add_argument("--analyze", action="store_true", help="only report on finished runs in --out")
+    parser.add_argument("--budget-min", type=float, default=0.0, help="cut all curves at this wall-clock (analysis)")
     args = parser.parse_args(argv)
     presets = dict(DEFAULT_PRESET)
     presets.update(dict(item.split("=", 1) for item in args.preset))
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.analyze:
         run_all(args.algos, presets, args.minutes, args.seed, out, args.parallel)
-    print(json.dumps(report(args.algos, out, args.threshold)))
+    print(json.dumps(report(args.algos, out, args.threshold, budget_min=args.budget_min)))
     return 0
 
 
