@@ -14,9 +14,11 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   echo "[setup] installing torch==2.13.0"
   "${PIP[@]}" install "torch==2.13.0"
 fi
-echo "[setup] installing a1-sim2real with extras: ${EXTRAS:-test}"
+# `ros`: ROS 2 Kilted rclpy + message wheels from PyPI (x86_64; robots with a ROS 2 install use EXTRAS=test).
+EXTRAS=${EXTRAS:-test,ros}
+echo "[setup] installing a1-sim2real with extras: $EXTRAS"
 log=$(mktemp)
-if ! "${PIP[@]}" install -e ".[${EXTRAS:-test}]" >"$log" 2>&1; then
+if ! "${PIP[@]}" install -e ".[$EXTRAS]" >"$log" 2>&1; then
   grep -v "is ignored: it is neither" "$log" | tail -40
   echo "[setup] pip install failed (full log: $log)" >&2
   exit 1

@@ -1,0 +1,161 @@
+"""The emulated A1 without ROS: the simulator's MuJoCo model, one robot, stepped at ``sim_dt``, with a gap.
+
+Built with the same model builder as the training env (:func:`pretrain.sim.a1_model.build_a1_spec`): the
+same URDF, joints, PD as MuJoCo position actuators with the contract's kp/kd and effort limits, the same
+contact settings. Only sensors are added (an IMU site with an accelerometer), which do not change the
+dynamics. Body-frame quantities come from :func:`pretrain.sim.observations.body_state`, so the ground-truth
+body velocity is exactly the simulator's ``base_lin_vel``.
+
+The dynamics gap (:class:`DynamicsGap`) is what a policy must survive on the way to the robot.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from a1_contract import TaskContract, robot
+from pretrain.sim.a1_model import A1ModelInfo, build_a1_spec, default_qpos
+from pretrain.sim.observations import body_state
+
+
+@dataclass(frozen=True)
+class DynamicsGap:
+    """Differences between the emulated robot and the training simulator (defaults: none)."""
+
+    mass_scale: float = 1.0
+    """Trunk mass (and inertia) multiplier."""
+    friction: float | None = None
+    """Foot-ground Coulomb friction; ``None``: the contract's static friction, as in training."""
+    motor_strength: float = 1.0
+    """Multiplier of the PD torque and of the effort limit (weak or strong motors)."""
+    action_latency_s: float = 0.0
+    """Delay (s of simulated time) between a target arriving and the motors applying it."""
+    sensor_noise: float = 0.0
+    """Uniform sensor noise as a multiple of the contract's training noise per term (1 = training noise)."""
+    seed: int = 0
+    """Seeds the sensor noise."""
+
+
+@dataclass(frozen=True)
+class Sensors:
+    """What a real A1 driver would publish, plus ground truth. Joint arrays in contract order."""
+
+    time: float
+    joint_pos: np.ndarray
+    joint_vel: np.ndarray
+    joint_effort: np.ndarray
+    orientation_wxyz: np.ndarray
+    """Trunk orientation in the world (MuJoCo order w, x, y, z)."""
+    angular_velocity: np.ndarray
+    """Trunk frame, rad/s (gyroscope)."""
+    linear_acceleration: np.ndarray
+    """Trunk frame specific force, m/s^2 (accelerometer: +9.81 z at rest)."""
+    foot_forces: np.ndarray
+    """Normal contact force at the FL, FR, RL, RR feet (N)."""
+    position: np.ndarray
+    """Ground truth: trunk position in the world (m)."""
+    linear_velocity: np.ndarray
+    """Ground truth: trunk COM velocity in the trunk frame (m/s): the simulator's ``base_lin_vel``."""
+    trunk_contact: bool
+    """The trunk touches the ground (the training env's termination: a fall)."""
+
+
+class EmulatedA1:
+    """One A1 in MuJoCo. ``set_targets`` (rad, contract order), ``step(n)``, ``sense()``."""
+
+    def __init__(self, contract: TaskContract, gap: DynamicsGap | None = None) -> None:
+        self.contract = contract
+        self.gap = gap or DynamicsGap()
+        spec = build_a1_spec(contract, friction=self.gap.friction)
+        trunk = spec.body(robot.BASE_BODY)
+        trunk.add_site(name="imu", pos=[0.0, 0.0, 0.0], group=4)
+        spec.add_sensor(name="imu_acc", type=mujoco.mjtSensor.mjSENS_ACCELEROMETER,
+                        objtype=mujoco.mjtObj.mjOBJ_SITE, objname="imu")  # fmt: skip
+        self.model = spec.compile()
+        self.info = A1ModelInfo.of(self.model, contract)
+        self._acc = int(self.model.sensor_adr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SENSOR, "imu_acc")])
+        self._apply_gap()
+        self.data = mujoco.MjData(self.model)
+        self._rng = np.random.default_rng(self.gap.seed)
+        noise = {t.name: t.noise * self.gap.sensor_noise for t in contract.obs_terms}
+        self._noise = {k: noise.get(k, 0.0) for k in ("joint_pos", "joint_vel", "base_ang_vel", "base_lin_vel",
+                                                       "projected_gravity")}  # fmt: skip
+        self._contact_threshold = contract.terminations.base_contact_threshold
+        self.trunk_contacts = 0
+        """Physics steps with the trunk on the ground since the last reset."""
+        self.reset()
+
+    def _apply_gap(self) -> None:
+        m, gap, trunk = self.model, self.gap, self.info.trunk_body
+        m.body_mass[trunk] *= gap.mass_scale
+        m.body_inertia[trunk] *= gap.mass_scale
+        # Position actuator: force = gain * ctrl + bias1 * q + bias2 * dq; all three scale with the motor.
+        m.actuator_gainprm[:, 0] *= gap.motor_strength
+        m.actuator_biasprm[:, 1:3] *= gap.motor_strength
+        m.actuator_forcerange *= gap.motor_strength
+
+    def reset(self) -> None:
+        """Standing at the default pose at the initial height, targets = default pose."""
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:] = default_qpos(self.model, self.contract, self.info)
+        self.data.ctrl[:] = self.contract.default_joint_pos
+        self._pending: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self.trunk_contacts = 0
+        mujoco.mj_forward(self.model, self.data)
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def set_targets(self, targets: np.ndarray) -> None:
+        """Joint targets (rad, contract order); applied ``action_latency_s`` of simulated time from now."""
+        targets = np.asarray(targets, dtype=np.float64)
+        if targets.shape != (self.contract.num_joints,) or not np.isfinite(targets).all():
+            raise ValueError(f"targets must be {self.contract.num_joints} finite values, got {targets}")
+        self._pending.append((self.data.time + self.gap.action_latency_s, targets))
+
+    def step(self, n: int = 1) -> None:
+        """``n`` physics steps of ``sim_dt``, each applying the newest target whose delay has passed."""
+        threshold = self._contact_threshold
+        for _ in range(n):
+            while self._pending and self._pending[0][0] <= self.data.time + 1e-12:
+                self.data.ctrl[:] = self._pending.popleft()[1]
+            mujoco.mj_step(self.model, self.data)
+            if self.data.sensordata[self.info.sensor_trunk_touch] > threshold:
+                self.trunk_contacts += 1
+
+    def sense(self) -> Sensors:
+        d, info, noise = self.data, self.info, self._noise
+        mujoco.mj_forward(self.model, d)  # sensors (contacts, accelerometer) of this state, not the step before
+        qpos, qvel = d.qpos[None], d.qvel[None]
+        body = body_state(qpos, qvel, self.model.body_ipos[info.trunk_body][None], info)
+        quat = body["quat"][0]
+        if noise["projected_gravity"] > 0:  # a small random rotation of the measured orientation
+            tilt = np.zeros(4)
+            mujoco.mju_axisAngle2Quat(tilt, *_axis_angle(self._uniform(noise["projected_gravity"], 3)))
+            mujoco.mju_mulQuat(quat, quat.copy(), tilt)
+        return Sensors(
+            time=self.time,
+            joint_pos=body["joint_pos"][0] + self._uniform(noise["joint_pos"], 12),
+            joint_vel=body["joint_vel"][0] + self._uniform(noise["joint_vel"], 12),
+            joint_effort=d.sensordata[info.sensor_actuator_force].copy(),
+            orientation_wxyz=quat,
+            angular_velocity=body["ang_vel_b"][0] + self._uniform(noise["base_ang_vel"], 3),
+            linear_acceleration=d.sensordata[self._acc : self._acc + 3].copy(),
+            foot_forces=d.sensordata[info.sensor_foot_touch].copy(),
+            position=d.qpos[0:3].copy(),
+            linear_velocity=body["lin_vel_b"][0] + self._uniform(noise["base_lin_vel"], 3),
+            trunk_contact=bool(d.sensordata[info.sensor_trunk_touch] > self._contact_threshold),
+        )
+
+    def _uniform(self, half_width: float, size: int) -> np.ndarray:
+        return self._rng.uniform(-half_width, half_width, size) if half_width > 0 else np.zeros(size)
+
+
+def _axis_angle(rotation_vector: np.ndarray) -> tuple[np.ndarray, float]:
+    angle = float(np.linalg.norm(rotation_vector))
+    return (rotation_vector / angle if angle > 0 else np.array([1.0, 0.0, 0.0])), angle

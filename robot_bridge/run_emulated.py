@@ -1,0 +1,163 @@
+"""The emulated robot + policy graph in one process: what ``launch/emulated.launch.py`` starts, runnable where
+``ros2 launch`` is not installed (CI, a venv with the ROS 2 wheels)::
+
+    python -m robot_bridge.run_emulated --policy policy.onnx --command 0.5 0 0 --seconds 10 [--speed 1]
+        [--mass-scale 1.1 --friction 0.6 --motor-strength 0.9 --action-latency-s 0.01 --sensor-noise 1]
+
+The emulator node, the policy node and a monitor node (which records the ground-truth odometry and the policy
+node's status from their topics) spin in one executor thread; the emulator's physics has its own thread. After
+the soft start, when the policy first runs, the command is measured for ``--seconds`` of simulated time. The
+last line printed is JSON: mean forward velocity (ground-truth body-frame ``vx``, averaged over the window),
+falls, statuses, safety counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_msgs.msg import String
+
+from robot_bridge import qos
+from robot_bridge.emulator_node import EmulatorNode
+from robot_bridge.policy_node import PolicyNode
+
+FALL_HEIGHT = 0.15
+"""Trunk height (m) under which the run counts as a fall even without trunk contact."""
+
+
+@dataclass
+class GraphResult:
+    command: list[float]
+    seconds: float
+    """Simulated seconds measured after the policy took over."""
+    mean_forward_velocity: float
+    """Mean ground-truth body-frame vx over the window (m/s)."""
+    mean_lateral_velocity: float
+    forward_displacement: float
+    """World x travelled over the window (m)."""
+    min_height: float
+    fell: bool
+    statuses: list[str]
+    safety_counters: dict[str, int]
+    emulator_steps_behind: int
+    soft_start_wall_s: float
+    odometry_samples: int
+
+
+class Monitor(Node):
+    """Records odometry and policy status from the topics, as any other subscriber would."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("emulated_monitor", **kwargs)
+        self.odometry: list[tuple[float, float, float, float]] = []
+        """(x, z, body vx, body vy) per message."""
+        self.statuses: list[str] = []
+        self.create_subscription(Odometry, "odom", self._on_odom, qos.SENSOR)
+        self.create_subscription(String, "policy_node/status", lambda m: self.statuses.append(m.data), qos.STATUS)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        p, v = msg.pose.pose.position, msg.twist.twist.linear
+        self.odometry.append((p.x, p.z, v.x, v.y))
+
+
+def _overrides(values: dict) -> list[Parameter]:
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+def run_emulated(
+    policy_path: str | Path,
+    *,
+    command: tuple[float, float, float] = (0.5, 0.0, 0.0),
+    seconds: float = 10.0,
+    speed: float = 1.0,
+    gap: dict | None = None,
+    policy_params: dict | None = None,
+    start_timeout_s: float = 30.0,
+) -> GraphResult:
+    """Run the graph until ``seconds`` of simulated time have passed with the policy in control."""
+    context = rclpy.Context()
+    rclpy.init(context=context, args=[])
+    executor = SingleThreadedExecutor(context=context)
+    nodes: list[Node] = []
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        emulator = EmulatorNode(context=context, parameter_overrides=_overrides({"speed": speed, **(gap or {})}))
+        nodes.append(emulator)
+        params = {"policy_path": str(policy_path), "initial_command": [float(c) for c in command],
+                  "rate_hz": 0.0 if speed == 1.0 else float(speed / emulator.robot.contract.policy_dt),
+                  **(policy_params or {})}  # fmt: skip
+        policy = PolicyNode(context=context, parameter_overrides=_overrides(params))
+        monitor = Monitor(context=context)
+        nodes += [policy, monitor]
+        for node in nodes:
+            executor.add_node(node)
+        t0 = time.monotonic()
+        spinner.start()
+        while not any(s.startswith("running") for s in monitor.statuses):
+            if not spinner.is_alive():
+                raise RuntimeError("the executor stopped (a callback raised; see the log above)")
+            if time.monotonic() - t0 > start_timeout_s:
+                raise TimeoutError(f"the policy did not take over within {start_timeout_s} s: {monitor.statuses}")
+            time.sleep(0.01)
+        soft_start_wall_s = time.monotonic() - t0
+        first, sim_start, x_start = len(monitor.odometry), emulator.robot.time, emulator.robot.data.qpos[0]
+        contacts_before = emulator.robot.trunk_contacts
+        while emulator.robot.time - sim_start < seconds:
+            if not spinner.is_alive():
+                raise RuntimeError("the executor stopped (a callback raised; see the log above)")
+            time.sleep(0.02)
+        sim_seconds, x_end = emulator.robot.time - sim_start, emulator.robot.data.qpos[0]
+        window = np.array(monitor.odometry[first:])
+        fell = emulator.robot.trunk_contacts > contacts_before or any(s.startswith("fallen") for s in monitor.statuses)
+        return GraphResult(
+            command=[float(c) for c in command],
+            seconds=round(sim_seconds, 4),
+            mean_forward_velocity=float(window[:, 2].mean()),
+            mean_lateral_velocity=float(window[:, 3].mean()),
+            forward_displacement=float(x_end - x_start),
+            min_height=float(window[:, 1].min()),
+            fell=bool(fell or window[:, 1].min() < FALL_HEIGHT),
+            statuses=list(monitor.statuses),
+            safety_counters=policy.loop.safety.counters,
+            emulator_steps_behind=emulator.steps_behind,
+            soft_start_wall_s=round(soft_start_wall_s, 3),
+            odometry_samples=len(window),
+        )
+    finally:
+        executor.shutdown()
+        if spinner.is_alive():
+            spinner.join(timeout=5.0)  # before destroying nodes: no callback may run on a destroyed one
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="robot-bridge-emulated", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policy", required=True, help="ONNX file from deploy.export")
+    parser.add_argument("--command", type=float, nargs=3, default=(0.5, 0.0, 0.0), metavar=("VX", "VY", "WZ"))
+    parser.add_argument("--seconds", type=float, default=10.0, help="simulated seconds with the policy in control")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall-clock second")
+    for name in ("mass_scale", "friction", "motor_strength", "action_latency_s", "sensor_noise"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, help="dynamics gap (emulator parameter)")
+    args = parser.parse_args(argv)
+    gap = {name: getattr(args, name) for name in ("mass_scale", "friction", "motor_strength", "action_latency_s",
+                                                   "sensor_noise") if getattr(args, name) is not None}  # fmt: skip
+    result = run_emulated(args.policy, command=tuple(args.command), seconds=args.seconds, speed=args.speed, gap=gap)
+    print(json.dumps(asdict(result)), flush=True)
+    return 1 if result.fell else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
