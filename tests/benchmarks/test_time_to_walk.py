@@ -29,7 +29,7 @@ def test_first_crossing_ratio_and_common_budget(tmp_path, capsys):
     _write_curve(tmp_path / "sac" / "curve.csv", [60, 120, 180, 240], [0.7, 0.4, 0.24, 0.2])
     _write_curve(tmp_path / "ppo" / "curve.csv", [60, 120, 180, 240], [0.5, 0.3, 0.26, 0.1])
     _write_curve(tmp_path / "tqc" / "curve.csv", [60, 120, 180, 240], [0.8, 0.7, 0.6, 0.5])
-    assert time_to_walk.main(["--analyze", "--out", str(tmp_path)]) == 0
+    assert time_to_walk.main(["--analyze", "--out", str(tmp_path), "--smooth", "1"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["metric"] == "time_to_threshold_s" and result["threshold"] == 0.25
     assert (result["sac_s"], result["ppo_s"], result["tqc_s"]) == (180.0, 240.0, None)
@@ -37,7 +37,7 @@ def test_first_crossing_ratio_and_common_budget(tmp_path, capsys):
     assert (tmp_path / "time_to_walk.png").stat().st_size > 10_000
 
     # Cut at a 3-minute budget, PPO has not crossed yet: no ratio rather than a wrong one.
-    assert time_to_walk.main(["--analyze", "--out", str(tmp_path), "--budget-min", "3"]) == 0
+    assert time_to_walk.main(["--analyze", "--out", str(tmp_path), "--budget-min", "3", "--smooth", "1"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (result["sac_s"], result["ppo_s"], result["ratio"]) == (180.0, None, None)
 
@@ -49,3 +49,12 @@ def test_train_command_is_the_real_cli():
 
     config, _ = parse(cmd[4:])
     assert (config.algo, config.minutes, config.seed, config.torch_threads, config.env.threads) == ("sac", 5.0, 1, 1, 1)
+
+
+def test_smoothing_ignores_a_single_lucky_window(tmp_path, capsys):
+    _write_curve(tmp_path / "sac" / "curve.csv", [60, 120, 180, 240, 300], [0.8, 0.1, 0.8, 0.2, 0.2])
+    assert time_to_walk.main(["--analyze", "--out", str(tmp_path), "--algos", "sac"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # trailing means over 3 rows: 0.8, 0.45, 0.567, 0.367, 0.4 -> never under 0.25; under 0.4 first at 240 s
+    assert result["sac_s"] is None and result["smoothing_rows"] == 3
+    assert result["time_to_s_at"]["0.4"]["sac"] == 240.0 and result["time_to_s_at"]["0.5"]["sac"] == 120.0
