@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from a1_contract import TaskContract
 from pretrain.sim import batch_math
-from pretrain.sim.a1_model import A1ModelInfo
+
+if TYPE_CHECKING:  # the robot-side observation builder uses this module without MuJoCo
+    from pretrain.sim.a1_model import A1ModelInfo
 
 
 def body_state(qpos: np.ndarray, qvel: np.ndarray, trunk_com: np.ndarray, info: A1ModelInfo) -> dict[str, np.ndarray]:
