@@ -132,7 +132,12 @@ def train(config: cfgmod.TrainConfig, *, resume: str | None = None, progress: bo
     if bundle is not None:
         model = load_model(bundle, env, device=config.device, tensorboard_log=tb)
         time_offset = float(bundle.meta.get("train_time_s", 0.0))
-        buffered = f", replay buffer {replay_buffer_transitions(model.replay_buffer)}" if config.algo != "ppo" else ""
+        buffered = ""
+        if config.algo != "ppo":
+            buffered = f", replay buffer {replay_buffer_transitions(model.replay_buffer)}"
+            if not bundle.has_replay_buffer:  # e.g. the committed reference: refill before updating again
+                model.learning_starts = model.num_timesteps + config.offpolicy.learning_starts
+                buffered += f" (bundle has none: updates resume after {config.offpolicy.learning_starts} new steps)"
         print(f"resumed {bundle.path}: {model.num_timesteps} steps{buffered}")
     else:
         model = make_model(config, env, tensorboard_log=tb)

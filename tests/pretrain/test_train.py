@@ -406,3 +406,19 @@ def test_resume_may_change_budget_and_machine_settings(runs: Runs) -> None:
     config, _ = parse(["--resume", str(run_dir), "--minutes", "2", "--torch_threads", "2", "--env.threads", "2"])
     assert (config.minutes, config.torch_threads, config.env.threads) == (2.0, 2, 2)
     assert config.offpolicy == cfgmod.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())).offpolicy
+
+
+def test_resume_from_a_bundle_without_buffer_refills_before_updating(runs: Runs, tmp_path: Path) -> None:
+    """The committed reference has no replay buffer: training continues from it after fresh steps."""
+    from pretrain.reference import copy_without_buffer
+
+    original, _, _ = runs.get("sac")
+    small = copy_without_buffer(original, tmp_path / "reference")
+    updates_before = int(load_bundle_files(small).meta["n_updates"])
+    config, _ = parse(["--resume", str(small), "--timesteps", "40", "--out", str(tmp_path / "continued")])
+    config.offpolicy.learning_starts = 1000  # not a config change on disk: only to see that no update runs
+    train(config, resume=str(small), progress=False)
+    after = load_bundle_files(tmp_path / "continued")
+    assert after.meta["num_timesteps"] >= STEPS + 40
+    assert after.meta["n_updates"] == updates_before, "no gradient step on a nearly empty buffer"
+    assert after.has_replay_buffer and after.meta["num_timesteps"] - STEPS == 40

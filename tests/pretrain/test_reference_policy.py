@@ -1,0 +1,51 @@
+"""The committed reference policy: a verified bundle trained by this code, and its recorded walk check.
+
+The reference does not walk forward yet (pretrain/reference_policy/README.md says where training stands);
+these tests hold what it is, and the walk check itself is tested on policies that do not walk.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from a1_contract import get_contract
+from pretrain.bundle import load_bundle_files
+from pretrain.reference import REFERENCE_BUNDLE
+from pretrain.rollout import BundlePolicy, walk_check
+
+
+def test_reference_bundle_is_complete_and_verified():
+    files = load_bundle_files(REFERENCE_BUNDLE)
+    assert files.algo in ("sac", "tqc"), "fine-tuning continues an off-policy learner"
+    assert not files.has_replay_buffer, "the committed reference stays small"
+    assert files.contract.hash == files.meta["contract_hash"]
+    # Same task as the contract variant it names, apart from the bounds chosen at training time.
+    default = get_contract(files.config["env"]["contract"])
+    assert files.contract.replace(action_bounds=default.action_bounds).hash == default.hash
+    for doc in ("README.md", "learning_curve.png", "curve.csv", "walk_check.json"):
+        assert (REFERENCE_BUNDLE / doc).is_file(), doc
+    assert "a1-pretrain" in (REFERENCE_BUNDLE / "README.md").read_text(), "the command that reproduces it"
+    assert files.meta["num_timesteps"] > 1_000_000 and files.meta["git_commit"] != "unknown"
+
+
+@pytest.mark.slow
+def test_recorded_walk_check_reproduces():
+    policy = BundlePolicy(REFERENCE_BUNDLE)
+    result = walk_check(policy, policy.contract)  # the defaults `python -m pretrain reference` used
+    recorded = json.loads((REFERENCE_BUNDLE / "walk_check.json").read_text())
+    assert result.walks == recorded["walks"] and result.falls == recorded["falls"]
+    assert abs(result.mean_tracking_error - recorded["mean_tracking_error"]) < 1e-6
+    assert abs(result.mean_forward_speed - recorded["mean_forward_speed"]) < 1e-6
+
+
+def test_walk_check_fails_policies_that_do_not_walk():
+    contract = get_contract()
+    midpoint = lambda obs: np.zeros((len(obs), contract.num_joints), np.float32)  # noqa: E731
+    zero_raw = contract.action_bounds.to_normalized(np.zeros(contract.num_joints)).astype(np.float32)
+    hold_pose = lambda obs: np.tile(zero_raw, (len(obs), 1))  # noqa: E731
+    for policy in (midpoint, hold_pose):
+        result = walk_check(policy, contract, seconds=2.0, num_envs=2)
+        assert not result.walks, result.describe()
