@@ -25,7 +25,6 @@ import time
 import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
@@ -34,6 +33,7 @@ from a1_contract import DEFAULT_VARIANT, get_contract, robot
 from robot_bridge import qos
 from robot_bridge.emulator import DynamicsGap, EmulatedA1, Sensors
 from robot_bridge.params import Param, declare
+from robot_bridge.spin import spin_until_shutdown
 
 PARAMS: tuple[Param, ...] = (
     Param("contract_variant", DEFAULT_VARIANT, "Contract whose robot side (model, gains, rates) is emulated."),
@@ -161,17 +161,7 @@ class EmulatorNode(Node):
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = EmulatorNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_until_shutdown(node)
 
 
 if __name__ == "__main__":

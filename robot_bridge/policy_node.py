@@ -27,7 +27,6 @@ import rclpy
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
@@ -40,6 +39,7 @@ from robot_bridge.control import PolicyLoop, load_policy
 from robot_bridge.observation import MissingJointsError
 from robot_bridge.params import Param, declare
 from robot_bridge.safety import SafetyConfig, SafetyController, SafetyStatus
+from robot_bridge.spin import spin_until_shutdown
 
 _SAFETY = SafetyConfig()
 _FRESH_S = 0.001
@@ -181,17 +181,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"policy_node: refusing to start: {exc}", flush=True)
         rclpy.try_shutdown()
         return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_until_shutdown(node)
 
 
 if __name__ == "__main__":
