@@ -1,8 +1,4 @@
-"""The committed reference policy: a verified bundle trained by this code, and its recorded walk check.
-
-The reference does not walk forward yet (pretrain/reference_policy/README.md says where training stands);
-these tests hold what it is, and the walk check itself is tested on policies that do not walk.
-"""
+"""The committed reference policy: a verified bundle, trained by this code, that walks."""
 
 from __future__ import annotations
 
@@ -29,6 +25,15 @@ def test_reference_bundle_is_complete_and_verified():
         assert (REFERENCE_BUNDLE / doc).is_file(), doc
     assert "a1-pretrain" in (REFERENCE_BUNDLE / "README.md").read_text(), "the command that reproduces it"
     assert files.meta["num_timesteps"] > 1_000_000 and files.meta["git_commit"] != "unknown"
+
+
+@pytest.mark.slow
+def test_reference_policy_walks_forward_at_half_a_meter_per_second():
+    policy = BundlePolicy(REFERENCE_BUNDLE)
+    result = walk_check(policy, policy.contract, command_x=0.5, seconds=10.0, num_envs=8, seed=1)
+    assert result.falls == 0, result.describe()
+    assert result.walks, result.describe()
+    assert 0.25 <= result.mean_forward_speed <= 0.75, result.describe()
 
 
 @pytest.mark.slow
