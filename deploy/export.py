@@ -38,6 +38,7 @@ import torch as th
 from deploy.metadata import INPUT_NAME, OUTPUT_NAMES, build_metadata
 from deploy.policy_module import ExportablePolicy, ExportError
 from deploy.runner import PolicyRunner
+from pretrain.bundle import fsync_path
 from pretrain.rollout import BundlePolicy
 
 OPSET = 17  # onnxruntime >= 1.13 runs it; the TorchScript exporter supports it
@@ -139,7 +140,7 @@ def export_policy(
         if bad:
             raise ExportError(f"parity check failed (tolerance {tolerance:g}, max abs error): {bad}")
         os.replace(tmp, out)
-        _fsync_dir(out.parent)
+        fsync_path(out.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return report
@@ -183,14 +184,6 @@ def _write_synced(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,7 +111,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -119,7 +119,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a rename is durable once its directory is synced)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -154,8 +155,8 @@ def write_bundle(
         (tmp / CONFIG_FILE).write_text(config_yaml)
         files = {}
         for path in sorted(tmp.iterdir()):
-            _fsync(path)
-            files[path.name] = _sha256(path)
+            fsync_path(path)
+            files[path.name] = sha256_file(path)
         meta = {
             "kind": BUNDLE_KIND,
             "version": BUNDLE_VERSION,
@@ -173,10 +174,10 @@ def write_bundle(
             **(extra_meta or {}),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        _fsync(tmp / META_FILE)
-        _fsync(tmp)
+        fsync_path(tmp / META_FILE)
+        fsync_path(tmp)
         os.rename(tmp, dest)
-        _fsync(dest.parent)
+        fsync_path(dest.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -273,7 +274,7 @@ def load_bundle_files(path: str | Path, expect_contract: TaskContract | None = N
         file = bundle / name
         if not file.is_file():
             raise BundleError(f"{bundle}: {name} is missing")
-        if _sha256(file) != digest:
+        if sha256_file(file) != digest:
             raise BundleError(f"{bundle}: {name} does not match its sha256 in meta.json (corrupted or edited)")
     for required in (MODEL_FILE, OBS_NORM_FILE, CONTRACT_FILE, CONFIG_FILE):
         if required not in meta.get("files", {}):

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from pretrain.bundle import BUFFER_FILE, META_FILE, _fsync, _sha256, load_bundle_files
+from pretrain.bundle import BUFFER_FILE, META_FILE, fsync_path, load_bundle_files, sha256_file
 
 REFERENCE_BUNDLE = Path(__file__).resolve().parent / "reference_policy"
 
@@ -38,7 +38,7 @@ def copy_without_buffer(src: str | Path, dest: str | Path, notes: dict[str, Path
             if name == BUFFER_FILE:
                 continue
             shutil.copy2(files.path / name, tmp / name)
-            hashes[name] = _sha256(tmp / name)
+            hashes[name] = sha256_file(tmp / name)
         for name, path in (notes or {}).items():  # documentation beside the bundle, not part of it
             shutil.copy2(path, tmp / name)
         meta = dict(files.meta)
@@ -46,7 +46,7 @@ def copy_without_buffer(src: str | Path, dest: str | Path, notes: dict[str, Path
                     source_bundle_id=files.meta["bundle_id"])  # fmt: skip
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         for path in tmp.iterdir():
-            _fsync(path)
+            fsync_path(path)
         old = dest.parent / f".old-{dest.name}-{uuid.uuid4().hex[:8]}"
         if dest.exists():
             os.rename(dest, old)

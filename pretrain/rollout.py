@@ -37,10 +37,10 @@ class BundlePolicy:
         return np.clip(actions, -1.0, 1.0)
 
 
-def _env_for(files: BundleFiles, num_envs: int, seed: int, randomize: bool, obs_noise: bool) -> Any:
+def _env_for(contract: TaskContract, num_envs: int, seed: int, randomize: bool, obs_noise: bool) -> Any:
     from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
 
-    return A1MujocoVecEnv(num_envs, files.contract, seed=seed, num_threads=1, obs_noise=obs_noise, randomize=randomize)
+    return A1MujocoVecEnv(num_envs, contract, seed=seed, num_threads=1, obs_noise=obs_noise, randomize=randomize)
 
 
 def collect_actions(
@@ -49,7 +49,7 @@ def collect_actions(
     """Raw actions (steps * num_envs, J) the policy takes under the training conditions of its config."""
     policy = BundlePolicy(path)
     env_cfg = policy.files.config.get("env", {})
-    env = _env_for(policy.files, num_envs, seed, env_cfg.get("randomize", True), env_cfg.get("obs_noise", True))
+    env = _env_for(policy.contract, num_envs, seed, env_cfg.get("randomize", True), env_cfg.get("obs_noise", True))
     obs = env.reset()
     actions = []
     for _ in range(steps):
@@ -94,9 +94,7 @@ def walk_check(
     speed_tolerance: float = 0.5,
 ) -> WalkResult:
     """Run ``policy`` (normalized obs-to-action callable taking raw observations) with a fixed command."""
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
-
-    env = A1MujocoVecEnv(num_envs, contract, seed=seed, num_threads=1, obs_noise=obs_noise, randomize=randomize)
+    env = _env_for(contract, num_envs, seed, randomize, obs_noise)
     env.reset()
     ids = np.arange(num_envs)
     env.commands.set(ids, np.tile([command_x, 0.0, 0.0], (num_envs, 1)), hold_s=seconds + 1.0)
