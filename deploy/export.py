@@ -30,6 +30,7 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -44,7 +45,7 @@ from pretrain.rollout import BundlePolicy
 OPSET = 17  # onnxruntime >= 1.13 runs it; the TorchScript exporter supports it
 PARITY_TOLERANCE = 1e-5
 
-__all__ = ["OPSET", "PARITY_TOLERANCE", "ExportError", "ExportReport", "export_policy", "main"]
+__all__ = ["OPSET", "PARITY_TOLERANCE", "ExportError", "ExportReport", "export_model", "export_policy", "main"]
 
 
 @dataclass
@@ -99,20 +100,58 @@ def export_policy(
     tolerance: float = PARITY_TOLERANCE,
 ) -> ExportReport:
     """Export ``bundle``'s actor to ``out`` (see module docs); raises :class:`ExportError` on any mismatch."""
-    out = Path(out)
     policy = BundlePolicy(bundle)
-    files, contract = policy.files, policy.contract
-    module = ExportablePolicy(policy.model.policy, files.algo, files.obs_norm, contract)
+    files = policy.files
+    return export_model(
+        policy.model.policy,
+        files.algo,
+        files.obs_norm,
+        policy.contract,
+        files.meta,
+        out,
+        sim_envs=sim_envs,
+        sim_steps=sim_steps,
+        num_random_obs=num_random_obs,
+        seed=seed,
+        tolerance=tolerance,
+        predict=policy,
+    )
+
+
+def export_model(
+    sb3_policy: Any,
+    algo: str,
+    obs_norm: Any,
+    contract: Any,
+    source_meta: dict[str, Any],
+    out: str | Path,
+    *,
+    sim_envs: int = 0,
+    sim_steps: int = 0,
+    num_random_obs: int = 256,
+    seed: int = 0,
+    tolerance: float = PARITY_TOLERANCE,
+    predict: Any = None,
+    verbose: bool = True,
+) -> ExportReport:
+    """Export an in-memory SB3 policy (``model.policy``) to ``out``, parity-checked as :func:`export_policy`.
+
+    The fine-tuning learner publishes its policies with this (random observations only: ``sim_envs=0``).
+    ``predict`` (a :class:`~pretrain.rollout.BundlePolicy`) adds the check against SB3's own ``predict``.
+    """
+    out = Path(out)
+    module = ExportablePolicy(sb3_policy, algo, obs_norm, contract)
     model = trace_to_onnx(module, contract.obs_dim)
     props = build_metadata(
         contract=contract,
-        algo=files.algo,
-        obs_norm=files.obs_norm,
+        algo=algo,
+        obs_norm=obs_norm,
         log_std_range=module.log_std_range,
-        source_meta=files.meta,
+        source_meta=source_meta,
     )
     onnx.helper.set_model_props(model, props)
-    model.producer_name, model.doc_string = "a1_sim2real.deploy.export", f"policy of bundle {files.meta['bundle_id']}"
+    model.producer_name = "a1_sim2real.deploy.export"
+    model.doc_string = f"policy of bundle {source_meta.get('bundle_id', 'unknown')}"
     onnx.checker.check_model(model)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -120,12 +159,11 @@ def export_policy(
     try:
         _write_synced(tmp, model.SerializeToString())
         runner = PolicyRunner(tmp, expected_contract=contract)
-        report = ExportReport(out, files.algo, num_random_obs, 0)
-        obs_sets = {
-            "random": _random_obs(files.obs_norm, num_random_obs, seed),
-            "sim": _sim_obs(module, contract, sim_envs, sim_steps, seed),
-        }
-        report.num_sim_obs = len(obs_sets["sim"])
+        report = ExportReport(out, algo, num_random_obs, 0)
+        obs_sets = {"random": _random_obs(obs_norm, num_random_obs, seed)}
+        if sim_envs > 0 and sim_steps > 0:
+            obs_sets["sim"] = _sim_obs(module, contract, sim_envs, sim_steps, seed)
+            report.num_sim_obs = len(obs_sets["sim"])
         for name, obs in obs_sets.items():
             ours = runner.outputs(obs)
             single = [runner.outputs(row[None])["action"][0] for row in obs[:16]]
@@ -133,9 +171,11 @@ def export_policy(
             for output in OUTPUT_NAMES:
                 report.errors[f"{name}/{output}"] = _max_abs(ours[output], reference[output])
             report.errors[f"{name}/action_batch1"] = _max_abs(np.stack(single), reference["action"][:16])
-            sb3_raw = contract.action_bounds.to_raw(policy(obs, deterministic=True))
-            report.errors[f"{name}/sb3_action"] = _max_abs(ours["action"], sb3_raw)
-        print(report.describe())
+            if predict is not None:
+                sb3_raw = contract.action_bounds.to_raw(predict(obs, deterministic=True))
+                report.errors[f"{name}/sb3_action"] = _max_abs(ours["action"], sb3_raw)
+        if verbose:
+            print(report.describe())
         bad = {key: value for key, value in report.errors.items() if not value <= tolerance}
         if bad:
             raise ExportError(f"parity check failed (tolerance {tolerance:g}, max abs error): {bad}")

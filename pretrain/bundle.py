@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -138,8 +139,13 @@ def write_bundle(
     algo: str,
     with_replay_buffer: bool = True,
     extra_meta: dict[str, Any] | None = None,
+    extra_files: dict[str, Callable[[Path], None]] | None = None,
 ) -> Path:
-    """Write a bundle at ``dest`` atomically (``dest`` must not exist yet)."""
+    """Write a bundle at ``dest`` atomically (``dest`` must not exist yet).
+
+    ``extra_files``: file name -> a function that writes it (fine-tuning adds its real-robot buffer and state);
+    they are hashed and verified like every other file of the bundle.
+    """
     dest = Path(dest)
     if dest.exists():
         raise BundleError(f"{dest} exists; bundles are never overwritten in place")
@@ -153,6 +159,8 @@ def write_bundle(
         obs_norm.save(tmp / OBS_NORM_FILE)
         (tmp / CONTRACT_FILE).write_text(contract.to_json() + "\n")
         (tmp / CONFIG_FILE).write_text(config_yaml)
+        for name, write in (extra_files or {}).items():
+            write(tmp / name)
         files = {}
         for path in sorted(tmp.iterdir()):
             fsync_path(path)
