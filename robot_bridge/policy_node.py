@@ -19,10 +19,13 @@ other sensors have their own group. All logic lives in :class:`~robot_bridge.con
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import deque
+from pathlib import Path
 
+import numpy as np
 import rclpy
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
@@ -56,6 +59,30 @@ PARAMS: tuple[Param, ...] = (
     Param("soft_start_hold_s", _SAFETY.soft_start_hold_s, "Time at the default pose before the policy runs (s)."),
     Param("fall_tilt_rad", _SAFETY.fall_tilt_rad, "Trunk tilt from upright that counts as a fall (rad)."),
     Param("use_soft_limits", _SAFETY.use_soft_limits, "Clamp targets to the soft (true) or hard (false) limits."),
+    Param(
+        "auto_stand_up",
+        False,
+        "After a fall, stand up from the belly (robot_bridge.standup) and soft-start "
+        "again; on its back or side: refused, the operator turns it over and calls ~/stand_up.",
+    ),
+    # ---- fine-tuning (finetune.actor): off unless `finetune` is true ----
+    Param("finetune", False, "Fine-tuning actor: explore, record transitions, send them to the learner."),
+    Param("learner_endpoint", "", "Learner's zmq endpoint (tcp://host:5555); empty: record returns locally only."),
+    Param("actor_id", "a1", "This robot's name; its key pair is <keys_dir>/<actor_id>.key(_secret)."),
+    Param("keys_dir", "keys", "CurveZMQ keys: <actor_id>.key_secret and the learner's public learner.key."),
+    Param("spool_dir", "finetune_spool", "Durable outbox of transitions (kept until the learner checkpointed them)."),
+    Param("policy_dir", "finetune_policies", "Where policies received from the learner are written before use."),
+    Param("explore", True, "Sample actions from the policy's Gaussian (false: deterministic, still recorded)."),
+    Param("command_mode", "fixed", "fixed: initial_command / cmd_vel; sample: the contract's ranges per episode."),
+    Param("episode_steps", 0, "Transitions per episode before a truncation; 0 = the contract's episode length."),
+    Param("on_learner_lost", "keep", "Learner unreachable: keep (last policy, spool) or stand (default pose)."),
+    Param(
+        "auto_reset_service",
+        "",
+        "After a fall, call this std_srvs/Trigger (e.g. /emulator_node/reset), then "
+        "clear the fall and soft-start a new episode; empty: wait for ~/reset.",
+    ),
+    Param("seed", 0, "Seed of the exploration noise and sampled commands."),
 )
 
 
@@ -64,6 +91,7 @@ class PolicyNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("policy_node", **kwargs)
+        self._finetune, self.client = False, None
         p = declare(self, PARAMS)
         try:
             if not p["policy_path"]:
@@ -76,7 +104,12 @@ class PolicyNode(Node):
         contract = runner.contract
         rate_hz = p["rate_hz"] or contract.policy_rate_hz
         config = SafetyConfig(**{name: p[name] for name in SafetyConfig.__dataclass_fields__})
-        self.loop = PolicyLoop(runner, SafetyController(contract, config, dt=1.0 / rate_hz), p["initial_command"])
+        safety = SafetyController(contract, config, dt=1.0 / rate_hz)
+        self._finetune = bool(p["finetune"])
+        if self._finetune:
+            self.loop = self._finetune_loop(p, runner, safety)
+        else:
+            self.loop = PolicyLoop(runner, safety, p["initial_command"])
         self._last_status = None
         self._tick_started: int | None = None
         """Monotonic ns of the timer tick that waits for a fresh joint state, or None."""
@@ -88,12 +121,27 @@ class PolicyNode(Node):
         self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR, callback_group=control)
         self.create_subscription(Imu, "imu", self._on_imu, qos.SENSOR, callback_group=sensors)
         self.create_subscription(Twist, "cmd_vel", self._on_twist, qos.SENSOR, callback_group=sensors)
-        if self.loop.assembler.needs_base_lin_vel:
+        if self.loop.assembler.needs_base_lin_vel or p["finetune"]:  # fine-tuning: the reward tracks velocity
             self.create_subscription(Odometry, "odom", self._on_odom, qos.SENSOR, callback_group=sensors)
+        if p["finetune"]:
+            self.create_subscription(
+                Float64MultiArray, "foot_contacts", self._on_feet, qos.SENSOR, callback_group=sensors
+            )
+            self._finetune_pub = self.create_publisher(String, "~/finetune", qos.STATUS)
+            self.create_timer(1.0, self._publish_finetune, callback_group=sensors)
+            self._reset_client = None
+            self._reset_pending = False
+            if p["auto_reset_service"]:
+                self._reset_client = self.create_client(Trigger, p["auto_reset_service"], callback_group=sensors)
         self._targets_pub = self.create_publisher(Float64MultiArray, "joint_targets", qos.COMMAND)
         self._status_pub = self.create_publisher(String, "~/status", qos.STATUS)
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/stand_up", self._on_stand_up)
+        self._auto_stand_up = bool(p["auto_stand_up"])
+        self._standup = None
+        self._standup_failed = False
+        """The last stand-up was refused: not retried automatically (the operator calls ~/stand_up)."""
         self._message = Float64MultiArray()
         self._message.layout.dim = [MultiArrayDimension(label="joints", size=contract.num_joints, stride=1)]
         self.create_timer(1.0 / rate_hz, self._on_timer, callback_group=control)
@@ -109,7 +157,10 @@ class PolicyNode(Node):
     # ---- subscriptions: convert and store, nothing else ----------------------------------------
     def _on_joints(self, msg: JointState) -> None:
         try:
-            self.loop.on_joints(time.monotonic(), msg.name, msg.position, msg.velocity)
+            if self._finetune:
+                self.loop.on_joints(time.monotonic(), msg.name, msg.position, msg.velocity, msg.effort)
+            else:
+                self.loop.on_joints(time.monotonic(), msg.name, msg.position, msg.velocity)
         except MissingJointsError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=1.0)
             return
@@ -124,6 +175,9 @@ class PolicyNode(Node):
         v = msg.twist.twist.linear
         self.loop.on_body_velocity(time.monotonic(), (v.x, v.y, v.z))
 
+    def _on_feet(self, msg: Float64MultiArray) -> None:
+        self.loop.on_feet(time.monotonic(), msg.data)
+
     def _on_twist(self, msg: Twist) -> None:
         self.loop.on_command(msg.linear.x, msg.linear.y, msg.angular.z)
 
@@ -135,10 +189,144 @@ class PolicyNode(Node):
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self._finetune:
+            self.loop.end_episode("operator")
         was = self.loop.safety.reset()
         self.get_logger().info(f"reset: cleared {was.value if was else 'nothing'}; soft start follows")
         response.success, response.message = True, f"cleared {was.value if was else 'nothing'}"
         return response
+
+    # ---- stand-up -----------------------------------------------------------------------------
+    def _on_stand_up(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self._last_status is SafetyStatus.RUNNING:
+            response.success, response.message = False, "the policy is running; e-stop first"
+            return response
+        response.success = self._start_stand_up(time.monotonic())
+        response.message = "standing up" if response.success else "no state to start from (see ~/status)"
+        return response
+
+    def _start_stand_up(self, now: float) -> bool:
+        from robot_bridge.standup import StandUpController
+
+        state = self.loop.state()
+        if state is None:
+            return False
+        self._standup = StandUpController(self.loop.contract, dt=self.loop.safety.dt)
+        self._standup_failed = False
+        self._report_stand_up(self._standup.start(now, state.joint_pos, state.projected_gravity))
+        return True
+
+    def _stand_up_tick(self, now: float) -> bool:
+        """One tick of a running stand-up; False when none runs (the policy loop ticks instead)."""
+        if self._standup is None:
+            return False
+        state = self.loop.state()
+        if state is None or now - state.stamp > self.loop.safety.config.watchdog_timeout_s:
+            self._standup = None
+            self._publish_status("stand_up_aborted: stale or missing state", warn=True)
+            return False
+        decision = self._standup.step(now, state.joint_pos, state.projected_gravity)
+        targets = decision.targets if decision.targets is not None else state.joint_pos  # refused: damping
+        self._message.data = np.asarray(targets, dtype=np.float64).tolist()
+        self._targets_pub.publish(self._message)
+        self._report_stand_up(decision)
+        return True
+
+    def _report_stand_up(self, decision) -> None:
+        if decision.refused:
+            self._standup, self._standup_failed = None, True
+            self._publish_status(f"stand_up_refused: {decision.refused}", warn=True)
+        elif decision.done:
+            self._standup = None
+            self.loop.safety.reset()  # soft start from the default pose, then the policy
+            self._publish_status("stand_up_done: soft start follows", warn=False)
+        elif decision.phase.value != getattr(self, "_standup_phase", None):
+            self._standup_phase = decision.phase.value
+            self._publish_status(f"standing_up: {decision.phase.value}", warn=False)
+
+    def _publish_status(self, text: str, warn: bool) -> None:
+        (self.get_logger().warning if warn else self.get_logger().info)(text)
+        self._status_pub.publish(String(data=text))
+        self._last_status = None  # the next safety decision is reported again
+
+    # ---- fine-tuning ----------------------------------------------------------------------------
+    def _finetune_loop(self, p: dict, runner, safety: SafetyController):
+        from finetune.actor import FinetuneLoop  # numpy + onnxruntime (+ pyzmq with a learner); no torch
+
+        if p["learner_endpoint"]:
+            from finetune.transport import ActorClient
+
+            keys = Path(p["keys_dir"])
+            self.client = ActorClient(
+                p["learner_endpoint"],
+                keys / f"{p['actor_id']}.key_secret",
+                keys / "learner.key",
+                p["actor_id"],
+                Path(p["spool_dir"]),
+                contract_hash=runner.contract.hash,
+            ).start()
+        log = self.get_logger().warning
+        return FinetuneLoop(
+            runner,
+            safety,
+            p["initial_command"],
+            client=self.client,
+            policy_dir=p["policy_dir"],
+            explore=p["explore"],
+            command_mode=p["command_mode"],
+            episode_steps=p["episode_steps"] or None,
+            on_learner_lost=p["on_learner_lost"],
+            seed=p["seed"],
+            log=lambda text: log(text),
+        )
+
+    def finetune_status(self) -> dict:
+        """The actor's counters and the transport's (JSON-able)."""
+        stats = self.loop.stats
+        episodes = stats.episode_log
+        return {
+            "transitions": stats.transitions,
+            "dropped": stats.dropped,
+            "episodes": stats.episodes,
+            "falls": stats.falls,
+            "policy_version": stats.policy_version,
+            "policy_swaps": stats.policy_swaps,
+            "learner_connected": None if self.client is None else bool(self.client.connected),
+            "learner_lost_ticks": stats.learner_lost_ticks,
+            "last_return": episodes[-1].ret if episodes else None,
+            "unmeasured_reward_terms": self.loop.reward.unmeasured,
+            "transport": {} if self.client is None else dict(self.client.stats),
+        }
+
+    def _publish_finetune(self) -> None:
+        self._finetune_pub.publish(String(data=json.dumps(self.finetune_status())))
+
+    def _auto_reset(self) -> None:
+        """After a fall: the reset service puts the robot back (emulator: standing again), then a soft start."""
+        if self._reset_client is None or self._reset_pending:
+            return
+        if not self._reset_client.service_is_ready():
+            self.get_logger().warning("fallen; waiting for the reset service", throttle_duration_sec=2.0)
+            return
+        self._reset_pending = True
+        future = self._reset_client.call_async(Trigger.Request())
+
+        def done(f) -> None:
+            self._reset_pending = False
+            result = f.result()
+            if result is not None and result.success:
+                self.loop.safety.reset()
+            else:
+                self.get_logger().error(f"reset service failed: {None if result is None else result.message}")
+
+        future.add_done_callback(done)
+
+    def destroy_node(self) -> None:
+        if self._finetune:
+            self.loop.close()
+        if self.client is not None:
+            self.client.close()
+        super().destroy_node()
 
     # ---- the control tick ---------------------------------------------------------------------
     def _on_timer(self) -> None:
@@ -157,12 +345,19 @@ class PolicyNode(Node):
         if started is None:
             return
         cpu = time.thread_time_ns()
+        if self._stand_up_tick(time.monotonic()):
+            return
         decision = self.loop.tick(time.monotonic())
         if decision.command is not None:
             self._message.data = decision.command.tolist()
             self._targets_pub.publish(self._message)
             arrival = int(self.loop.joints_stamp * 1e9) if math.isfinite(self.loop.joints_stamp) else -1
             self.timing.append((started, arrival, time.monotonic_ns(), time.thread_time_ns() - cpu))
+        if decision.status is SafetyStatus.FALLEN:
+            if self._auto_stand_up and not self._standup_failed:
+                self._start_stand_up(time.monotonic())
+            elif self._finetune:
+                self._auto_reset()
         if decision.status is not self._last_status:
             self._last_status = decision.status
             text = f"{decision.status.value}: {decision.reason}"

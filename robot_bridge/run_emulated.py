@@ -75,6 +75,80 @@ def _overrides(values: dict) -> list[Parameter]:
     return [Parameter(name, value=value) for name, value in values.items()]
 
 
+class EmulatedGraph:
+    """Emulator node + policy node + monitor on a private context, spun by one executor thread.
+
+    ``with EmulatedGraph(policy, ...) as graph: graph.wait_running(); ...``. Used by :func:`run_emulated` and by
+    fine-tuning (:mod:`finetune.emulated`), which passes the policy node's fine-tuning parameters.
+    """
+
+    def __init__(
+        self,
+        policy_path: str | Path,
+        *,
+        command: tuple[float, float, float] = (0.5, 0.0, 0.0),
+        speed: float = 1.0,
+        gap: dict | None = None,
+        policy_params: dict | None = None,
+    ) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, args=[])
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes: list[Node] = []
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        try:
+            self.emulator = EmulatorNode(
+                context=self.context, parameter_overrides=_overrides({"speed": speed, **(gap or {})})
+            )
+            self.nodes.append(self.emulator)
+            rate = 0.0 if speed == 1.0 else float(speed / self.emulator.robot.contract.policy_dt)
+            params = {"policy_path": str(policy_path), "initial_command": [float(c) for c in command],
+                      "rate_hz": rate, **(policy_params or {})}  # fmt: skip
+            self.policy = PolicyNode(context=self.context, parameter_overrides=_overrides(params))
+            self.monitor = Monitor(context=self.context)
+            self.nodes += [self.policy, self.monitor]
+            for node in self.nodes:
+                self.executor.add_node(node)
+            self.started = time.monotonic()
+            self._spinner.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> EmulatedGraph:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def emulated_seconds(self) -> float:
+        """Simulated seconds since the start, across episode resets (the robot's own clock restarts at each)."""
+        return self.emulator._steps * self.emulator.robot.contract.sim_dt
+
+    def check_alive(self) -> None:
+        if not self._spinner.is_alive():
+            raise RuntimeError("the executor stopped (a callback raised; see the log above)")
+
+    def wait_running(self, timeout_s: float = 30.0) -> float:
+        """Wait for the policy's first ``running`` status; returns the wall-clock seconds it took."""
+        while not any(s.startswith("running") for s in self.monitor.statuses):
+            self.check_alive()
+            if time.monotonic() - self.started > timeout_s:
+                raise TimeoutError(f"the policy did not take over within {timeout_s} s: {self.monitor.statuses}")
+            time.sleep(0.01)
+        return time.monotonic() - self.started
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        if self._spinner.is_alive():
+            self._spinner.join(timeout=5.0)  # before destroying nodes: no callback may run on a destroyed one
+        for node in self.nodes:
+            node.destroy_node()
+        self.nodes = []
+        rclpy.try_shutdown(context=self.context)
+
+
 def run_emulated(
     policy_path: str | Path,
     *,
@@ -86,36 +160,13 @@ def run_emulated(
     start_timeout_s: float = 30.0,
 ) -> GraphResult:
     """Run the graph until ``seconds`` of simulated time have passed with the policy in control."""
-    context = rclpy.Context()
-    rclpy.init(context=context, args=[])
-    executor = SingleThreadedExecutor(context=context)
-    nodes: list[Node] = []
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    try:
-        emulator = EmulatorNode(context=context, parameter_overrides=_overrides({"speed": speed, **(gap or {})}))
-        nodes.append(emulator)
-        params = {"policy_path": str(policy_path), "initial_command": [float(c) for c in command],
-                  "rate_hz": 0.0 if speed == 1.0 else float(speed / emulator.robot.contract.policy_dt),
-                  **(policy_params or {})}  # fmt: skip
-        policy = PolicyNode(context=context, parameter_overrides=_overrides(params))
-        monitor = Monitor(context=context)
-        nodes += [policy, monitor]
-        for node in nodes:
-            executor.add_node(node)
-        t0 = time.monotonic()
-        spinner.start()
-        while not any(s.startswith("running") for s in monitor.statuses):
-            if not spinner.is_alive():
-                raise RuntimeError("the executor stopped (a callback raised; see the log above)")
-            if time.monotonic() - t0 > start_timeout_s:
-                raise TimeoutError(f"the policy did not take over within {start_timeout_s} s: {monitor.statuses}")
-            time.sleep(0.01)
-        soft_start_wall_s = time.monotonic() - t0
+    with EmulatedGraph(policy_path, command=command, speed=speed, gap=gap, policy_params=policy_params) as graph:
+        emulator, policy, monitor = graph.emulator, graph.policy, graph.monitor
+        soft_start_wall_s = graph.wait_running(start_timeout_s)
         first, sim_start, x_start = len(monitor.odometry), emulator.robot.time, emulator.robot.data.qpos[0]
         contacts_before = emulator.robot.trunk_contacts
         while emulator.robot.time - sim_start < seconds:
-            if not spinner.is_alive():
-                raise RuntimeError("the executor stopped (a callback raised; see the log above)")
+            graph.check_alive()
             time.sleep(0.02)
         sim_seconds, x_end = emulator.robot.time - sim_start, emulator.robot.data.qpos[0]
         window = np.array(monitor.odometry[first:])
@@ -134,13 +185,6 @@ def run_emulated(
             soft_start_wall_s=round(soft_start_wall_s, 3),
             odometry_samples=len(window),
         )
-    finally:
-        executor.shutdown()
-        if spinner.is_alive():
-            spinner.join(timeout=5.0)  # before destroying nodes: no callback may run on a destroyed one
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
 
 
 def main(argv: list[str] | None = None) -> int:

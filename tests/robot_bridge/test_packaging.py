@@ -73,7 +73,9 @@ _LAUNCH_TYPES = {"str": str, "float": float, "bool": bool, "int": int, None: lis
 
 
 def _value_type(value: ast.expr) -> type | None:
-    """The node-side type an `_arg(...)` parameter value converts to (``None``: not an `_arg` call)."""
+    """The node-side type an `_arg(...)` parameter value converts to, or a literal's type (``None``: neither)."""
+    if isinstance(value, ast.Constant):
+        return type(value.value)
     if not (isinstance(value, ast.Call) and getattr(value.func, "id", "") == "_arg"):
         return None
     if len(value.args) < 2:

@@ -1,0 +1,29 @@
+"""``python -m finetune {pipeline,learner,actor,keys}``: see each module's docs."""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "pipeline": ("finetune.pipeline", "the whole pipeline on the emulated A1, with a report"),
+    "learner": ("finetune.learner", "the learner (workstation): keeps training the bundle's model"),
+    "actor": ("finetune.emulated", "the actor on the emulated A1 (emulator + policy node in fine-tuning mode)"),
+    "keys": ("finetune.keys", "create a CurveZMQ key pair"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print("usage: python -m finetune {" + ",".join(COMMANDS) + "} ...\n")
+        for name, (_, text) in COMMANDS.items():
+            print(f"  {name:<9} {text}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    import importlib
+
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,352 @@
+"""The robot-side actor of fine-tuning: the policy node's control loop, exploring and recording (numpy +
+onnxruntime only, no torch).
+
+:class:`FinetuneLoop` is the policy node's :class:`~robot_bridge.control.PolicyLoop` with three changes:
+
+* the action is sampled from the policy's Gaussian (``mean``/``log_std`` outputs of the ONNX file, squashed as in
+  training) unless ``explore`` is off; it still passes through the same safety layer;
+* every control period becomes a transition ``(obs, normalized action, reward, next obs, terminated,
+  truncated)`` with a sequence number, handed to :class:`~finetune.transport.ActorClient` (which spools it to disk
+  and delivers it exactly once); the reward is :class:`~finetune.reward.RobotReward`'s, from measurements;
+* a new policy from the learner is loaded off the control path and swapped in at the start of a tick, never
+  during one.
+
+Episode protocol (what the learner sees):
+
+=====================  ==========  ==========  ================================================================
+end                    terminated  truncated   when
+=====================  ==========  ==========  ================================================================
+``fall``               1           0           the safety layer latches ``fallen`` (tilt); the next obs is the
+                                               fallen state; the robot is then reset (emulator service) or
+                                               stood up, and a new episode starts after the soft start
+``timeout``            0           1           ``episode_steps`` transitions (the contract's episode length)
+``operator``           0           1           the operator called ``~/reset`` (or ``end_episode("operator")``)
+``interrupted``        0           1           any other stop of the policy with a usable state (e-stop,
+                                               stale sensors, learner lost in ``stand`` mode)
+=====================  ==========  ==========  ================================================================
+
+A transition whose next state cannot be measured (non-finite state, no state) is dropped and counted, never
+invented. A new episode also resamples the velocity command when ``command_mode`` is ``sample``.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from a1_contract import ContractError
+from deploy.runner import PolicyFileError, PolicyRunner
+from finetune.reward import RobotReward
+from robot_bridge.control import PolicyLoop
+from robot_bridge.safety import SafetyController, SafetyStatus, StateSample
+
+
+class EpisodeEnd(enum.Enum):
+    FALL = "fall"
+    TIMEOUT = "timeout"
+    OPERATOR = "operator"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminated(self) -> bool:
+        return self is EpisodeEnd.FALL
+
+
+@dataclass
+class EpisodeRecord:
+    """One finished episode, for reports."""
+
+    index: int
+    steps: int
+    ret: float
+    end: str
+    policy_version: int
+    command: list[float]
+    terms: dict[str, float]
+    """Sum over the episode of each weighted term (times policy_dt): what made up the return."""
+    wall_time: float
+
+
+@dataclass
+class ActorStats:
+    transitions: int = 0
+    dropped: int = 0
+    episodes: int = 0
+    falls: int = 0
+    policy_swaps: int = 0
+    policies_rejected: int = 0
+    policy_version: int = 0
+    learner_lost_ticks: int = 0
+    transitions_by_version: dict[int, int] = field(default_factory=dict)
+    episode_log: list[EpisodeRecord] = field(default_factory=list)
+
+
+class PolicyLoader:
+    """Turns :class:`~finetune.protocol.PolicyUpdate` s from the client into loaded runners, off the control path.
+
+    Each update is written to ``policy_dir/policy_v<N>.onnx`` (atomically: a record of what ran on the robot),
+    loaded, and checked against the running contract; :meth:`take` hands the newest loaded one to the tick.
+    """
+
+    def __init__(self, client: Any, policy_dir: Path, expected_contract: Any, log: Callable[[str], None]) -> None:
+        self.client = client
+        self.dir = Path(policy_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.expected = expected_contract
+        self.log = log
+        self._ready: tuple[int, PolicyRunner, float] | None = None
+        self.rejected = 0
+        self.received_at: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="policy_loader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            update = self.client.take_policy()
+            if update is None:
+                continue
+            received = time.monotonic()
+            path = self.dir / f"policy_v{update.version:05d}.onnx"
+            tmp = path.with_suffix(".tmp")
+            try:
+                tmp.write_bytes(update.onnx)
+                tmp.replace(path)
+                runner = PolicyRunner(path, expected_contract=self.expected)
+            except (PolicyFileError, ContractError, OSError) as exc:
+                self.rejected += 1
+                self.log(f"rejected policy version {update.version}: {exc}")
+                continue
+            self.received_at[update.version] = received
+            self._ready = (update.version, runner, received)
+
+    def take(self) -> tuple[int, PolicyRunner, float] | None:
+        ready, self._ready = self._ready, None
+        return ready
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+@dataclass
+class _Pending:
+    obs: np.ndarray
+    action: np.ndarray
+    """Normalized action in [-1, 1] (what the learner stores)."""
+    raw: np.ndarray
+    prev_raw: np.ndarray
+    policy_version: int
+
+
+class FinetuneLoop(PolicyLoop):
+    """See the module docs. ``client``: an :class:`~finetune.transport.ActorClient` or ``None`` (record locally,
+    e.g. to measure returns without a learner)."""
+
+    def __init__(
+        self,
+        runner: PolicyRunner,
+        safety: SafetyController,
+        initial_command: Sequence[float] = (0.0, 0.0, 0.0),
+        *,
+        client: Any = None,
+        policy_dir: str | Path | None = None,
+        explore: bool = True,
+        command_mode: str = "fixed",
+        episode_steps: int | None = None,
+        on_learner_lost: str = "keep",
+        seed: int = 0,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        super().__init__(runner, safety, initial_command)
+        if command_mode not in ("fixed", "sample"):
+            raise ValueError(f"command_mode must be 'fixed' or 'sample', got {command_mode!r}")
+        if on_learner_lost not in ("keep", "stand"):
+            raise ValueError(f"on_learner_lost must be 'keep' or 'stand', got {on_learner_lost!r}")
+        c = self.contract
+        self.client = client
+        self.explore = explore
+        self.command_mode = command_mode
+        self.fixed_command = self.command.copy()
+        self.episode_steps = episode_steps or c.max_episode_steps
+        self.on_learner_lost = on_learner_lost
+        self.rng = np.random.default_rng(seed)
+        self.reward = RobotReward(c)
+        self.stats = ActorStats()
+        self.log = log
+        self.policy_version = 0
+        self.loader = PolicyLoader(client, Path(policy_dir), c, log) if client is not None and policy_dir else None
+        self.swap_times: list[tuple[int, float, float]] = []
+        """(version, received by the loader, swapped in by a tick) in monotonic seconds."""
+        self._pending: _Pending | None = None
+        self._episode_steps_done = 0
+        self._episode_return = 0.0
+        self._episode_terms: dict[str, float] = {}
+        self._end_request: EpisodeEnd | None = None
+        self._new_episode()
+
+    # ---- measurements the reward needs beyond the policy's inputs ------------------------------
+    def on_joints(self, stamp, names, position, velocity, effort=None):  # noqa: D401 (PolicyLoop's + effort)
+        super().on_joints(stamp, names, position, velocity)
+        joints = self.assembler.joints
+        eff = joints.reorder(names, effort, "effort") if effort is not None and len(effort) == len(names) else None
+        self.reward.on_joints(stamp, self._joints.values[1], eff)
+
+    def on_feet(self, stamp: float, forces: Sequence[float]) -> None:
+        self.reward.on_feet(stamp, np.asarray(forces, dtype=np.float64))
+
+    def on_body_velocity(self, stamp: float, linear_velocity: Sequence[float]) -> None:
+        super().on_body_velocity(stamp, linear_velocity)
+        self.reward.on_body_velocity(np.asarray(linear_velocity, dtype=np.float64))
+
+    # ---- episodes -----------------------------------------------------------------------------
+    def end_episode(self, why: EpisodeEnd | str = EpisodeEnd.OPERATOR) -> None:
+        """Ask for the running episode to end at the next tick (operator reset)."""
+        self._end_request = EpisodeEnd(why)
+
+    def _new_episode(self) -> None:
+        self._episode_steps_done = 0
+        self._episode_return = 0.0
+        self._episode_terms = {}
+        if self.command_mode == "sample":
+            r = self.contract.commands
+            self.command = np.array(
+                [self.rng.uniform(*r.lin_vel_x), self.rng.uniform(*r.lin_vel_y), self.rng.uniform(*r.ang_vel_z)]
+            )
+        else:
+            self.command = self.fixed_command.copy()
+
+    def on_command(self, vx: float, vy: float, yaw_rate: float) -> None:
+        super().on_command(vx, vy, yaw_rate)
+        self.fixed_command = self.command.copy()
+
+    # ---- the tick -----------------------------------------------------------------------------
+    def tick(self, now: float):
+        if self.loader is not None:
+            ready = self.loader.take()
+            if ready is not None:  # between ticks: the previous tick is over, the next has not begun
+                version, runner, received = ready
+                self.runner, self.policy_version = runner, version
+                self.stats.policy_swaps += 1
+                self.stats.policy_version = version
+                self.swap_times.append((version, received, time.monotonic()))
+                if self.client is not None:
+                    self.client.set_policy_version(version)
+        state = self.state()
+        if self._pending is not None and self._end_request is not None and state is not None:
+            self._close(state, self._end_request)
+            self._end_request = None
+        if self._learner_lost():
+            self.stats.learner_lost_ticks += 1
+            if self.on_learner_lost == "stand" and self._pending is not None and state is not None:
+                self._close(state, EpisodeEnd.INTERRUPTED)
+        decision = self.safety.step(now, state, lambda: self._policy_targets(state))
+        if decision.status is not SafetyStatus.RUNNING:
+            self.last_action[:] = 0.0
+            if self._pending is not None:
+                if state is not None and _finite(state):
+                    end = EpisodeEnd.FALL if decision.status is SafetyStatus.FALLEN else EpisodeEnd.INTERRUPTED
+                    self._close(state, end)
+                else:
+                    self._pending = None
+                    self.stats.dropped += 1
+        return decision
+
+    def _learner_lost(self) -> bool:
+        return self.client is not None and not self.client.connected
+
+    def _policy_targets(self, state: StateSample) -> np.ndarray:
+        if self._learner_lost() and self.on_learner_lost == "stand":
+            self.last_action[:] = 0.0
+            return self.contract.raw_joint_targets(self.last_action)  # the default pose
+        obs = self._observation(state)
+        if self._pending is not None:
+            self._complete(obs, state, terminated=False, end=None)
+        if self._episode_steps_done >= self.episode_steps:  # the transition just stored was the last one
+            self._new_episode()
+        if self.explore:
+            raw, normalized = self.runner.sample(obs, self.rng)
+        else:
+            raw = self.runner.act(obs)
+            normalized = np.clip(self.contract.action_bounds.to_normalized(raw), -1.0, 1.0)
+        prev = self.last_action.copy()
+        self.last_action = raw.astype(np.float64)
+        self._pending = _Pending(obs, normalized.astype(np.float32), self.last_action.copy(), prev, self.policy_version)
+        return self.contract.raw_joint_targets(self.last_action)
+
+    def _observation(self, state: StateSample) -> np.ndarray:
+        extras = state.extras
+        return self.assembler.build(
+            joint_pos=state.joint_pos,
+            joint_vel=extras["joint_vel"],
+            projected_gravity=state.projected_gravity,
+            base_ang_vel=extras["base_ang_vel"],
+            command=self.command,
+            last_action=self.last_action,
+            base_lin_vel=extras.get("base_lin_vel"),
+        )
+
+    def _close(self, state: StateSample, end: EpisodeEnd) -> None:
+        """End the episode with the pending transition, its next observation measured from ``state``."""
+        self._complete(self._observation(state), state, terminated=end.terminated, end=end)
+        self._new_episode()
+
+    def _complete(self, next_obs: np.ndarray, state: StateSample, *, terminated: bool, end: EpisodeEnd | None) -> None:
+        p, self._pending = self._pending, None
+        reward, terms = self.reward.step(
+            ang_vel_b=state.extras["base_ang_vel"],
+            projected_gravity=state.projected_gravity,
+            command=self.command,
+            action_raw=p.raw,
+            prev_action_raw=p.prev_raw,
+        )
+        self._episode_steps_done += 1
+        if end is None and self._episode_steps_done >= self.episode_steps:
+            end = EpisodeEnd.TIMEOUT
+        truncated = end is not None and not terminated
+        self._episode_return += reward
+        weights, dt = self.contract.rewards, self.contract.policy_dt
+        for name, value in terms.items():
+            self._episode_terms[name] = self._episode_terms.get(name, 0.0) + weights[name] * value * dt
+        if self.client is not None:
+            self.client.submit(
+                p.obs, p.action, reward, next_obs.astype(np.float32), terminated, truncated, p.policy_version, terms
+            )
+        self.stats.transitions += 1
+        by_version = self.stats.transitions_by_version
+        by_version[p.policy_version] = by_version.get(p.policy_version, 0) + 1
+        if end is not None:
+            self.stats.episodes += 1
+            self.stats.falls += int(terminated)
+            self.stats.episode_log.append(
+                EpisodeRecord(
+                    index=self.stats.episodes,
+                    steps=self._episode_steps_done,
+                    ret=round(self._episode_return, 5),
+                    end=end.value,
+                    policy_version=p.policy_version,
+                    command=[round(float(c), 4) for c in self.command],
+                    terms={k: round(v, 5) for k, v in self._episode_terms.items()},
+                    wall_time=time.time(),
+                )
+            )
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop exploring (e-stop latch: damping) and end the running episode at the next tick."""
+        self.safety.estop(reason)
+
+    def close(self) -> None:
+        if self.loader is not None:
+            self.loader.close()
+
+
+def _finite(state: StateSample) -> bool:
+    arrays = [state.joint_pos, state.projected_gravity, *state.extras.values()]
+    return all(np.isfinite(np.asarray(a, dtype=np.float64)).all() for a in arrays)

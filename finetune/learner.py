@@ -1,0 +1,554 @@
+"""The fine-tuning learner (workstation): the pretraining model keeps learning from the robot's transitions.
+
+Usage::
+
+    python -m finetune learner --bundle pretrain/reference_policy --keys keys/ --out runs/finetune
+    python -m finetune learner --resume runs/finetune            # after a crash or Ctrl-C: continues exactly
+    a1-finetune-learner ...                                     # the same, as a console script
+
+It loads a checkpoint bundle (:mod:`pretrain.bundle`): the same SB3 SAC/TQC model (actor, critics, target
+critics, entropy coefficient, optimizer states, update count) and, when the bundle has one, its simulator replay
+buffer. Real transitions arrive from the robot's actor over :mod:`finetune.transport` (CurveZMQ) into a
+second buffer of the same class; every gradient step samples ``real_fraction`` of its batch from the real buffer
+and the rest from the simulator buffer (symmetric sampling at 0.5; all real when there is no simulator data).
+``--fresh`` starts from new networks instead (training from scratch on the robot: the baseline fine-tuning has
+to beat).
+
+Gradient steps run between socket polls at ``utd`` updates per real transition received (after
+``learning_starts`` real transitions), so the robot never waits for the learner. Every ``publish_every`` updates
+the actor is exported to ONNX with :func:`deploy.export.export_model` (parity-checked, contract inside) and
+published; the actor swaps it in between two control ticks. Checkpoints (``out/checkpoints/update_<N>/``, a
+``latest`` link) are full bundles plus ``real_buffer.npz`` (with each row's actor and sequence number) and
+``finetune_state.json`` (the exactly-once bookkeeping, counters, policy version); they are written atomically
+every ``checkpoint_every_s``, at the end and on SIGINT/SIGTERM, and only then are the actors told that their
+transitions are safe (``committed``), so a learner killed at any moment loses nothing an actor has not still
+spooled. The simulator buffer is not copied into checkpoints (it does not change): a checkpoint names its source
+bundle, and ``--resume`` reloads it from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from a1_contract import TaskContract
+from finetune.protocol import PolicyUpdate, TransitionBatch
+from finetune.transport import LearnerServer, SequenceTracker
+from pretrain.bundle import (
+    BUFFER_FILE,
+    BundleError,
+    CheckpointDir,
+    ObsNorm,
+    fsync_path,
+    load_bundle_files,
+    load_replay_buffer,
+    resolve_bundle_dir,
+    save_replay_buffer,
+)
+
+REAL_BUFFER_FILE = "real_buffer.npz"
+REAL_SEQ_FILE = "real_seqs.npz"
+STATE_FILE = "finetune_state.json"
+LEARNER_CONFIG_FILE = "learner_config.json"
+
+
+@dataclass
+class LearnerConfig:
+    """Everything the learner is started with (saved as ``learner_config.json`` in the run directory)."""
+
+    bundle: str = ""
+    """Pretraining bundle (or run directory) the model comes from; also where the simulator buffer is read."""
+    out: str = "runs/finetune"
+    """Run directory: checkpoints, policies, learner.csv, TensorBoard logs."""
+    endpoint: str = "tcp://*:5555"
+    """Where the learner listens (zmq endpoint)."""
+    keys: str = "keys"
+    """Key directory: ``learner.key_secret`` and ``authorized/`` with the actors' public keys."""
+    fresh: bool = False
+    """New networks (same config) instead of the bundle's weights: training from scratch on the robot."""
+    utd: float = 1.0
+    """Gradient steps per real transition received (update-to-data ratio)."""
+    real_fraction: float = 0.5
+    """Share of each batch sampled from the real buffer when the simulator buffer has data (0.5: symmetric)."""
+    use_sim_buffer: bool = True
+    """Sample from the bundle's simulator replay buffer (when it has one)."""
+    learning_starts: int = 200
+    """Real transitions received before the first gradient step."""
+    batch_size: int = 0
+    """Batch size; 0 = the bundle's."""
+    publish_every: int = 250
+    """Gradient steps between policy updates sent to the actors."""
+    checkpoint_every_s: float = 60.0
+    """Seconds between checkpoints (also written at the end and on SIGINT/SIGTERM)."""
+    real_buffer_size: int = 200_000
+    """Capacity of the real-transition buffer."""
+    max_updates_per_poll: int = 8
+    """Gradient steps between two socket polls (bounds the latency of acks and heartbeats)."""
+    minutes: float = 0.0
+    """Stop after this many minutes of wall-clock (0: run until stopped)."""
+    max_updates: int = 0
+    """Stop after this many gradient steps in this process (0: no limit)."""
+    torch_threads: int = 1
+    seed: int = 0
+
+
+class FrozenObsNorm:
+    """The bundle's observation normalization, frozen (the exported policies have it folded in).
+
+    SB3's replay buffers call ``normalize_obs``/``normalize_reward`` of a ``VecNormalize`` at sample time.
+    """
+
+    def __init__(self, obs_norm: ObsNorm) -> None:
+        self.obs_norm = obs_norm
+
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        return self.obs_norm.normalize(np.asarray(obs, dtype=np.float64)).astype(np.float32)
+
+    def normalize_reward(self, reward: np.ndarray) -> np.ndarray:
+        return reward
+
+
+class MixedReplayBuffer:
+    """Samples ``real_fraction`` of a batch from ``real`` and the rest from ``sim`` (SB3 buffers, same class)."""
+
+    def __init__(self, sim: Any | None, real: Any, real_fraction: float, seed: int = 0) -> None:
+        if not 0.0 <= real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1], got {real_fraction}")
+        self.sim, self.real, self.real_fraction = sim, real, float(real_fraction)
+
+    def split(self, batch_size: int) -> tuple[int, int]:
+        """(rows from real, rows from sim) for one batch."""
+        if self.sim is None or self.sim.size() == 0:
+            return batch_size, 0
+        if self.real.size() == 0:
+            return 0, batch_size
+        n_real = int(round(batch_size * self.real_fraction))
+        return n_real, batch_size - n_real
+
+    def sample(self, batch_size: int, env: Any = None) -> Any:
+        import torch as th
+
+        n_real, n_sim = self.split(batch_size)
+        parts = [buf.sample(n, env=env) for buf, n in ((self.real, n_real), (self.sim, n_sim)) if n > 0]
+        if len(parts) == 1:
+            return parts[0]
+        return type(parts[0])(*(None if a is None else th.cat([a, b]) for a, b in zip(*parts, strict=True)))
+
+    def size(self) -> int:
+        return self.real.size() + (self.sim.size() if self.sim is not None else 0)
+
+
+class _SpacesOnlyEnv(gym.Env):
+    """Declares the spaces of a fresh model (SB3 builds a model from an env); never stepped."""
+
+    def __init__(self, contract: TaskContract) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (contract.obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (contract.num_joints,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        raise RuntimeError("the fine-tuning learner never steps an environment")
+
+    def step(self, action: Any):
+        raise RuntimeError("the fine-tuning learner never steps an environment")
+
+
+@dataclass
+class LearnerStats:
+    """Counters of this run (saved in every checkpoint, continued by ``--resume``)."""
+
+    real_transitions: int = 0
+    updates: int = 0
+    policy_version: int = 0
+    episodes: int = 0
+    falls: int = 0
+    timeouts: int = 0
+    owed_updates: float = 0.0
+    checkpoints: int = 0
+    episode_returns: list[float] = field(default_factory=list)
+    """Return of every finished real episode, in arrival order."""
+    current_return: dict[str, float] = field(default_factory=dict)
+    """Per actor: return of the episode in progress."""
+
+
+class Learner:
+    """See the module docs. ``run()`` serves until the budget is spent or a signal arrives."""
+
+    def __init__(self, config: LearnerConfig, *, resume: str | None = None, progress: bool = True) -> None:
+        import torch as th
+
+        from pretrain.config import from_dict
+        from pretrain.factory import ALGO_CLASSES, make_model
+
+        th.set_num_threads(max(1, config.torch_threads))
+        self.config = config
+        self.out = Path(config.out)
+        self.progress = progress
+        checkpoint = None
+        if resume is not None:
+            checkpoint = load_bundle_files(_latest(resume))
+            state = json.loads((checkpoint.path / STATE_FILE).read_text())
+            self.config = config = LearnerConfig(**{**state["config"], **_resume_overrides(config)})
+            self.out = Path(config.out)
+        source = load_bundle_files(config.bundle)
+        self.source = source
+        self.contract = source.contract
+        self.algo = source.algo
+        if self.algo not in ("sac", "tqc"):
+            raise BundleError(f"{config.bundle}: fine-tuning needs an off-policy (sac/tqc) bundle, not {self.algo}")
+        self.train_config = from_dict(source.config)
+        self.obs_norm = source.obs_norm
+        if checkpoint is not None:
+            checkpoint.contract.require_same(self.contract, what=f"checkpoint {checkpoint.path}")
+            self.model = ALGO_CLASSES[self.algo].load(checkpoint.path / "model.zip", device="cpu")
+        elif config.fresh:
+            self.model = make_model(self.train_config, _SpacesOnlyEnv(self.contract))
+        else:
+            self.model = ALGO_CLASSES[self.algo].load(source.path / "model.zip", device="cpu")
+        model = self.model
+        model._vec_normalize_env = FrozenObsNorm(self.obs_norm)
+        from stable_baselines3.common.logger import configure
+
+        model.set_logger(configure(str(self.out / "tb"), ["tensorboard"]))
+        sim_buffer = None
+        if config.use_sim_buffer and not config.fresh and source.has_replay_buffer:
+            sim_buffer = self._new_buffer(self.train_config.offpolicy.buffer_size, self.train_config.env.num_envs)
+            load_replay_buffer(sim_buffer, source.path / BUFFER_FILE)
+        self.real = self._new_buffer(config.real_buffer_size, 1)
+        self.real_seq = np.full(config.real_buffer_size, -1, dtype=np.int64)
+        self.real_actor = np.full(config.real_buffer_size, -1, dtype=np.int32)
+        self.actor_names: list[str] = []
+        self.mixed = MixedReplayBuffer(sim_buffer, self.real, config.real_fraction)
+        model.replay_buffer = self.mixed
+        self.batch_size = config.batch_size or model.batch_size
+        self.stats = LearnerStats()
+        tracker = SequenceTracker()
+        if checkpoint is not None:
+            load_replay_buffer(self.real, checkpoint.path / REAL_BUFFER_FILE)
+            with np.load(checkpoint.path / REAL_SEQ_FILE, allow_pickle=False) as z:
+                self.real_seq[:], self.real_actor[:] = z["seq"], z["actor"]
+            self.actor_names = list(state["actor_names"])
+            tracker = SequenceTracker.from_state_dict(state["tracker"])
+            self.stats = LearnerStats(**state["stats"])
+        self.tracker = tracker
+        self.checkpoints = CheckpointDir(self.out)
+        self._stop_reason: str | None = None
+        self._csv_path = self.out / "learner.csv"
+        self._logs: list[float] = []
+        self.server: LearnerServer | None = None
+        self.resumed_from = str(checkpoint.path) if checkpoint is not None else None
+
+    # ---- buffers --------------------------------------------------------------------------------
+    def _new_buffer(self, size: int, n_envs: int) -> Any:
+        m = self.model
+        return m.replay_buffer_class(
+            size,
+            m.observation_space,
+            m.action_space,
+            device=m.device,
+            n_envs=n_envs,
+            optimize_memory_usage=False,
+            handle_timeout_termination=True,
+            **(m.replay_buffer_kwargs or {}),
+        )
+
+    @property
+    def real_size(self) -> int:
+        return int(self.real.size())
+
+    def real_sequence_numbers(self) -> dict[str, np.ndarray]:
+        """Actor -> sorted sequence numbers of the transitions held in the real buffer."""
+        n = self.real_size
+        out = {}
+        for index, name in enumerate(self.actor_names):
+            out[name] = np.sort(self.real_seq[:n][self.real_actor[:n] == index])
+        return out
+
+    def insert(self, batch: TransitionBatch) -> None:
+        """Store new, in-order transitions (from :class:`~finetune.transport.SequenceTracker`)."""
+        if batch.obs.shape[1] != self.contract.obs_dim or batch.actions.shape[1] != self.contract.num_joints:
+            raise ValueError(f"transition shapes {batch.obs.shape}/{batch.actions.shape} do not fit the contract")
+        if batch.actor_id not in self.actor_names:
+            self.actor_names.append(batch.actor_id)
+        actor = self.actor_names.index(batch.actor_id)
+        stats = self.stats
+        running = stats.current_return.get(batch.actor_id, 0.0)
+        for i in range(len(batch)):
+            terminated, truncated = bool(batch.terminated[i]), bool(batch.truncated[i])
+            pos = self.real.pos
+            self.real.add(
+                batch.obs[i : i + 1],
+                batch.next_obs[i : i + 1],
+                batch.actions[i : i + 1],
+                batch.rewards[i : i + 1],
+                np.array([terminated or truncated]),
+                [{"TimeLimit.truncated": truncated and not terminated}],
+            )
+            self.real_seq[pos], self.real_actor[pos] = batch.first_seq + i, actor
+            running += float(batch.rewards[i])
+            if terminated or truncated:
+                stats.episodes += 1
+                stats.falls += int(terminated)
+                stats.timeouts += int(truncated and not terminated)
+                stats.episode_returns.append(round(running, 5))
+                running = 0.0
+        stats.current_return[batch.actor_id] = running
+        stats.real_transitions += len(batch)
+        if stats.real_transitions >= self.config.learning_starts:
+            stats.owed_updates += self.config.utd * len(batch)
+
+    # ---- policies and checkpoints -------------------------------------------------------------
+    def publish_policy(self) -> Path:
+        from deploy.export import export_model
+
+        self.stats.policy_version += 1
+        version = self.stats.policy_version
+        path = self.out / "policies" / f"policy_v{version:05d}.onnx"
+        meta = {**self.source.meta, "bundle_id": f"finetune-v{version}", "num_timesteps": self.stats.real_transitions}
+        self.model.policy.set_training_mode(False)
+        export_model(self.model.policy, self.algo, self.obs_norm, self.contract, meta, path, verbose=False)
+        if self.server is not None:
+            update = PolicyUpdate(version, self.stats.updates, self.contract.hash, path.read_bytes())
+            self.server.publish_policy(update)
+        return path
+
+    def checkpoint(self) -> Path:
+        """Write a checkpoint atomically, then tell the actors their transitions up to here are safe."""
+        from pretrain.bundle import write_bundle
+
+        self.stats.checkpoints += 1
+        tracker_state = self.tracker.state_dict()
+        state = {
+            "config": asdict(self.config),
+            "stats": asdict(self.stats),
+            "tracker": tracker_state,
+            "actor_names": self.actor_names,
+            "source_bundle_id": self.source.meta.get("bundle_id"),
+        }
+
+        def write_real(path: Path) -> None:
+            save_replay_buffer(self.real, path)
+
+        def write_seqs(path: Path) -> None:
+            with open(path, "wb") as f:
+                np.savez(f, seq=self.real_seq, actor=self.real_actor)
+
+        def write_state(path: Path) -> None:
+            path.write_text(json.dumps(state, indent=1) + "\n")
+
+        self.model.num_timesteps = self.stats.real_transitions
+        name = f"update_{self.stats.updates:010d}-{uuid.uuid4().hex[:4]}"
+        dest = self.checkpoints.root / name
+        write_bundle(
+            dest,
+            self.model,
+            self.obs_norm,
+            self.contract,
+            self.train_config.to_yaml(),
+            algo=self.algo,
+            with_replay_buffer=False,
+            extra_meta={"finetune": True, "source_bundle": str(resolve_bundle_dir(self.config.bundle))},
+            extra_files={REAL_BUFFER_FILE: write_real, REAL_SEQ_FILE: write_seqs, STATE_FILE: write_state},
+        )
+        link_tmp = self.checkpoints.root / f".latest-{uuid.uuid4().hex[:8]}"
+        os.symlink(name, link_tmp)
+        os.replace(link_tmp, self.checkpoints.root / "latest")
+        fsync_path(self.checkpoints.root)
+        self._prune(keep=2)
+        self.tracker.commit()
+        if self.server is not None:
+            self.server.send_acks()
+        return dest
+
+    def _prune(self, keep: int) -> None:
+        root = self.checkpoints.root
+        for old in sorted(p for p in root.glob("update_*") if p.is_dir())[:-keep]:
+            if old.resolve() != (root / "latest").resolve():
+                shutil.rmtree(old, ignore_errors=True)
+        for stale in root.glob(".tmp-*"):  # left by a checkpoint write that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        self._stop_reason = reason
+
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / LEARNER_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=1) + "\n")
+        keys = Path(config.keys)
+        self.server = LearnerServer(
+            config.endpoint,
+            keys / "learner.key_secret",
+            keys / "authorized",
+            tracker=self.tracker,
+            contract_hash=self.contract.hash,
+        )
+        previous = {
+            sig: signal.signal(sig, lambda s, f: self.request_stop(signal.Signals(s).name))
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        bar = _progress(self.progress)
+        started = time.monotonic()
+        last_checkpoint = started
+        updates_this_run = 0
+        last_publish = self.stats.updates
+        try:
+            self.log(
+                f"learner: {self.algo} from {config.bundle}{' (fresh networks)' if config.fresh else ''}; "
+                f"sim buffer {self.mixed.sim.size() * self.mixed.sim.n_envs if self.mixed.sim else 0} "
+                f"transitions; listening on {config.endpoint}"
+            )
+            while self._stop_reason is None:
+                owed = int(self.stats.owed_updates)
+                self.server.serve_once(0 if owed > 0 else 20, self.insert)
+                owed = int(self.stats.owed_updates)
+                if owed > 0 and self.real_size > 0:
+                    k = min(owed, config.max_updates_per_poll)
+                    self.model.train(gradient_steps=k, batch_size=self.batch_size)
+                    self.stats.updates += k
+                    self.stats.owed_updates -= k
+                    updates_this_run += k
+                    if self.stats.updates - last_publish >= config.publish_every:
+                        self.publish_policy()
+                        last_publish = self.stats.updates
+                        self._log_row(started)
+                now = time.monotonic()
+                if now - last_checkpoint >= config.checkpoint_every_s:
+                    self.checkpoint()
+                    last_checkpoint = now
+                if config.minutes and now - started >= config.minutes * 60:
+                    self.request_stop("time budget")
+                if config.max_updates and updates_this_run >= config.max_updates:
+                    self.request_stop("update budget")
+                bar(self.stats, self.server.stats)
+            self.log(f"learner: stopping ({self._stop_reason}); writing the final checkpoint")
+            path = self.checkpoint()
+            self._log_row(started)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.server.close()
+        summary = {"stop_reason": self._stop_reason, "checkpoint": str(path), **self.summary()}
+        (self.out / "learner_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        return summary
+
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "real_transitions": s.real_transitions,
+            "real_buffer": self.real_size,
+            "updates": s.updates,
+            "policy_version": s.policy_version,
+            "episodes": s.episodes,
+            "falls": s.falls,
+            "server": dict(self.server.stats) if self.server is not None else {},
+        }
+
+    def _log_row(self, started: float) -> None:
+        s = self.stats
+        logger = self.model.logger
+        row = {
+            "wall_s": round(time.monotonic() - started, 2),
+            "real_transitions": s.real_transitions,
+            "updates": s.updates,
+            "policy_version": s.policy_version,
+            "episodes": s.episodes,
+            "falls": s.falls,
+            "mean_return_last10": round(float(np.mean(s.episode_returns[-10:])), 4) if s.episode_returns else "",
+            "ent_coef": logger.name_to_value.get("train/ent_coef", ""),
+            "critic_loss": logger.name_to_value.get("train/critic_loss", ""),
+        }
+        logger.dump(s.updates)
+        new = not self._csv_path.exists()
+        with open(self._csv_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def log(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return lambda stats, server: None
+    from tqdm import tqdm
+
+    bar = tqdm(desc="finetune", unit=" transitions", dynamic_ncols=True, mininterval=0.5)
+    last = {"n": 0}
+
+    def update(stats: LearnerStats, server: dict) -> None:
+        if stats.real_transitions != last["n"]:
+            bar.update(stats.real_transitions - last["n"])
+            last["n"] = stats.real_transitions
+            rejected = sum(v for k, v in server.items() if k.startswith("rejected"))
+            bar.set_postfix(
+                updates=stats.updates, policy=stats.policy_version, episodes=stats.episodes, rejected=rejected
+            )
+
+    return update
+
+
+def _latest(path: str | Path) -> Path:
+    path = Path(path)
+    for candidate in (path / "checkpoints" / "latest", path / "latest", path):
+        if (candidate / STATE_FILE).is_file():
+            return candidate.resolve()
+    raise BundleError(f"{path}: no fine-tuning checkpoint (looked for checkpoints/latest/{STATE_FILE})")
+
+
+RESUME_MAY_CHANGE = ("minutes", "max_updates", "endpoint", "keys", "torch_threads", "checkpoint_every_s")
+"""Fields a ``--resume`` may change (budget and machine); every other one continues from the checkpoint."""
+
+
+def _resume_overrides(config: LearnerConfig) -> dict[str, Any]:
+    defaults = LearnerConfig()
+    return {k: getattr(config, k) for k in RESUME_MAY_CHANGE if getattr(config, k) != getattr(defaults, k)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="a1-finetune-learner", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resume", help="fine-tuning run directory (or checkpoint) to continue exactly")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name, f in LearnerConfig.__dataclass_fields__.items():
+        default = f.default
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser_args = build_parser().parse_args(argv)
+    config = LearnerConfig(**{name: getattr(parser_args, name) for name in LearnerConfig.__dataclass_fields__})
+    if not args.resume and not config.bundle:
+        print("a1-finetune-learner: --bundle (pretraining bundle) or --resume (fine-tuning run) is required")
+        return 2
+    try:
+        learner = Learner(config, resume=args.resume, progress=not args.no_progress)
+    except (BundleError, FileNotFoundError, ValueError) as exc:
+        print(f"a1-finetune-learner: {exc}")
+        return 1
+    summary = learner.run()
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,415 @@
+"""The whole pipeline in one command: bundle -> ONNX -> emulated A1 with a dynamics gap over ROS 2 -> zero-shot
+return -> fine-tuning with the learner -> return after -> report.
+
+    python -m finetune pipeline                                    # the reference policy, default gap, 3 min
+    python -m finetune pipeline --bundle runs/sac-.../checkpoints/latest --minutes 10 --out runs/pipeline
+    bash scripts/pipeline.sh                                       # the same, creating .venv first
+
+Steps (each prints a line; long ones show a progress bar):
+
+1. export the bundle's policy to ONNX (:func:`deploy.export.export_policy`, parity-checked);
+2. create CurveZMQ keys for the learner and one actor (``keys/``, ``keys/authorized/``);
+3. zero-shot: the emulated A1 (``DEFAULT_GAP`` unless ``--gap``) runs the exported policy deterministically
+   through the ROS 2 graph (emulator node + policy node + safety) for ``--eval-episodes`` episodes; the return is
+   the contract's reward computed from the robot's measurements (:mod:`finetune.reward`);
+4. fine-tuning: the learner (``python -m finetune learner``, its own process, as on a workstation) loads the
+   bundle; the actor explores on the emulated robot for ``--minutes`` of emulated time, streaming transitions over
+   CurveZMQ and swapping in each policy the learner publishes; falls reset the emulator and start a new episode;
+5. the final policy is measured like the zero-shot one;
+6. ``report.md``, ``report.png`` (returns before/after, returns during fine-tuning, reward terms, transitions and
+   policy updates), ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_BUNDLE = "pretrain/reference_policy"
+DEFAULT_GAP: dict[str, float] = {
+    "mass_scale": 1.15,
+    "friction": 0.6,
+    "motor_strength": 0.85,
+    "action_latency_s": 0.01,
+    "sensor_noise": 1.0,
+}
+"""The emulated robot differs from the training simulator: a heavier trunk (+15%), weaker motors (-15%), less
+foot friction, 10 ms of actuation latency and the training sensor noise."""
+LENIENT_SAFETY = {"watchdog_timeout_s": 0.3}
+"""Pipelines on a loaded laptop: state may arrive late when the learner takes the CPU."""
+
+
+def init_keys(directory: Path, actors: list[str]) -> Path:
+    """``learner.key(_secret)``, ``<actor>.key(_secret)`` and ``authorized/<actor>.key`` (what the learner accepts)."""
+    from finetune.keys import generate
+
+    directory = Path(directory)
+    if not (directory / "learner.key_secret").exists():
+        generate(directory, "learner")
+    authorized = directory / "authorized"
+    authorized.mkdir(parents=True, exist_ok=True)
+    for actor in actors:
+        if not (directory / f"{actor}.key_secret").exists():
+            generate(directory, actor)
+        shutil.copyfile(directory / f"{actor}.key", authorized / f"{actor}.key")
+    return directory
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_learner(
+    bundle: str | Path, out: Path, keys: Path, endpoint: str, extra: list[str] | None = None, log: Path | None = None
+) -> subprocess.Popen:
+    """The learner as its own process (``python -m finetune learner``), logging to ``log``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "finetune",
+        "learner",
+        "--bundle",
+        str(bundle),
+        "--out",
+        str(out),
+        "--keys",
+        str(keys),
+        "--endpoint",
+        endpoint,
+        "--no-progress",
+        *(extra or []),
+    ]
+    stream = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
+    return subprocess.Popen(cmd, stdout=stream, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def stop_learner(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
+    """SIGINT (final checkpoint), then wait; SIGKILL if it does not stop."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
+
+
+def evaluate(
+    policy: Path,
+    episodes: int,
+    episode_steps: int,
+    gap: dict,
+    speed: float,
+    work: Path,
+    label: str,
+    command: tuple[float, float, float],
+) -> dict[str, Any]:
+    """Deterministic returns of ``policy`` on the emulated robot (no learner)."""
+    from finetune.emulated import actor_params, run_actor
+
+    bar = _bar(f"{label}: {episodes} episodes", episodes, "episodes")
+    params = actor_params(work_dir=work, explore=False, episode_steps=episode_steps)
+    record = run_actor(
+        policy,
+        episodes=episodes,
+        command=command,
+        gap=gap,
+        speed=speed,
+        params=params,
+        safety_params=LENIENT_SAFETY,
+        on_progress=lambda s: bar(s["episodes"]),
+    )
+    bar(None)
+    # complete episodes only: the one cut by the end of the run is not a return
+    returns = [e["ret"] for e in record["episode_log"] if e["end"] in ("timeout", "fall")]
+    record["returns"] = returns
+    record["mean_return"] = float(np.mean(returns)) if returns else float("nan")
+    return record
+
+
+def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    from deploy.export import export_policy
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    gap = json.loads(args.gap) if args.gap else dict(DEFAULT_GAP)
+    command = tuple(args.command)
+    t_start = time.monotonic()
+    step = _stepper()
+
+    step(f"exporting {args.bundle} to ONNX")
+    policy0 = out / "policy_v0.onnx"
+    export_policy(args.bundle, policy0, sim_envs=2, sim_steps=50, num_random_obs=256)
+    step("creating CurveZMQ keys")
+    keys = init_keys(out / "keys", ["a1"])
+
+    step(f"zero-shot return on the emulated A1 (gap {gap})")
+    before = evaluate(
+        policy0, args.eval_episodes, args.episode_steps, gap, args.speed, out / "eval_before", "zero-shot", command
+    )
+    step(
+        f"  zero-shot mean return {before['mean_return']:.3f} over {len(before['returns'])} episodes, "
+        f"{before['falls']} falls"
+    )
+
+    step(f"fine-tuning for {args.minutes} min of emulated robot time")
+    endpoint = f"tcp://127.0.0.1:{args.port or free_port()}"
+    learner_out = out / "learner"
+    learner_extra = [
+        "--utd",
+        str(args.utd),
+        "--publish-every",
+        str(args.publish_every),
+        "--learning-starts",
+        str(args.learning_starts),
+        "--checkpoint-every-s",
+        "30",
+    ]
+    learner = start_learner(args.bundle, learner_out, keys, endpoint, learner_extra, out / "learner.log")
+    from finetune.emulated import actor_params, run_actor
+
+    total = args.minutes * 60.0
+    bar = _bar("fine-tuning", int(total), "emulated s")
+    try:
+        params = actor_params(
+            learner_endpoint=endpoint,
+            keys_dir=keys,
+            work_dir=out / "actor",
+            episode_steps=args.episode_steps,
+            command_mode=args.command_mode,
+        )
+        during = run_actor(
+            policy0,
+            seconds=total,
+            command=command,
+            gap=gap,
+            speed=args.speed,
+            params=params,
+            safety_params=LENIENT_SAFETY,
+            on_progress=lambda s: bar(int(s["emulated_s"]), s),
+        )
+        bar(None)
+    finally:
+        code = stop_learner(learner)
+    learner_summary = _read_json(learner_out / "learner_summary.json")
+    step(
+        f"  learner stopped (exit {code}): {learner_summary.get('updates', '?')} updates, "
+        f"policy version {learner_summary.get('policy_version', '?')}"
+    )
+
+    policies = sorted((learner_out / "policies").glob("policy_v*.onnx"))
+    final = policies[-1] if policies else policy0
+    step(f"return of the fine-tuned policy ({final.name})")
+    after = evaluate(
+        final, args.eval_episodes, args.episode_steps, gap, args.speed, out / "eval_after", "fine-tuned", command
+    )
+    summary = {
+        "bundle": str(args.bundle),
+        "gap": gap,
+        "command": list(command),
+        "minutes": args.minutes,
+        "zero_shot_return": before["mean_return"],
+        "finetuned_return": after["mean_return"],
+        "zero_shot_returns": before["returns"],
+        "finetuned_returns": after["returns"],
+        "zero_shot_falls": before["falls"],
+        "finetuned_falls": after["falls"],
+        "final_policy": str(final),
+        "transitions_sent": during["transitions"],
+        "episodes_during": during["episodes"],
+        "falls_during": during["falls"],
+        "policy_swaps": during["policy_swaps"],
+        "learner": learner_summary,
+        "transport": during["transport"],
+        "safety_counters_during": during["safety_counters"],
+        "unmeasured_reward_terms": during["unmeasured_reward_terms"],
+        "wall_s": round(time.monotonic() - t_start, 1),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "episodes.json").write_text(
+        json.dumps(
+            {"before": before["episode_log"], "during": during["episode_log"], "after": after["episode_log"]}, indent=1
+        )
+        + "\n"
+    )
+    write_report(out, summary, before, during, after, learner_out / "learner.csv")
+    step(f"return {before['mean_return']:.3f} -> {after['mean_return']:.3f}; report: {out / 'report.md'}")
+    return summary
+
+
+def write_report(out: Path, summary: dict, before: dict, during: dict, after: dict, learner_csv: Path) -> None:
+    """``report.png`` (four panels) and ``report.md``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    ax = axes[0, 0]
+    data = [before["returns"] or [np.nan], after["returns"] or [np.nan]]
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks([1, 2], ["zero-shot", "fine-tuned"])
+    ax.set_ylabel("episode return")
+    ax.set_title("Return on the emulated A1 (deterministic policy)")
+    ax = axes[0, 1]
+    episodes = during["episode_log"]
+    if episodes:
+        x = np.arange(1, len(episodes) + 1)
+        ax.plot(x, [e["ret"] for e in episodes], "o-", ms=3, label="episode return")
+        falls = [i + 1 for i, e in enumerate(episodes) if e["end"] == "fall"]
+        ax.plot(falls, [episodes[i - 1]["ret"] for i in falls], "rx", label="fall")
+        ax.legend()
+    ax.set_xlabel("episode during fine-tuning (exploring)")
+    ax.set_title("Returns while fine-tuning")
+    ax = axes[1, 0]
+    terms = sorted({k for e in before["episode_log"] + after["episode_log"] for k in e["terms"]})
+    if terms:
+        mean_terms = lambda rec: [np.mean([e["terms"].get(k, 0.0) for e in rec["episode_log"]] or [0.0]) for k in terms]
+        y = np.arange(len(terms))
+        ax.barh(y - 0.2, mean_terms(before), 0.4, label="zero-shot")
+        ax.barh(y + 0.2, mean_terms(after), 0.4, label="fine-tuned")
+        ax.set_yticks(y, terms)
+        ax.legend()
+    ax.set_title("Reward terms (weighted, per episode)")
+    ax = axes[1, 1]
+    rows = _read_csv(learner_csv)
+    if rows:
+        wall = [float(r["wall_s"]) for r in rows]
+        ax.plot(wall, [int(r["real_transitions"]) for r in rows], label="transitions received")
+        ax.plot(wall, [int(r["updates"]) for r in rows], label="gradient steps")
+        ax2 = ax.twinx()
+        ax2.step(wall, [int(r["policy_version"]) for r in rows], "g", where="post", label="policy version")
+        ax2.set_ylabel("policy version")
+        ax.legend(loc="upper left")
+    ax.set_xlabel("learner wall-clock (s)")
+    ax.set_title("Learner")
+    fig.tight_layout()
+    fig.savefig(out / "report.png", dpi=100)
+    plt.close(fig)
+
+    s = summary
+    safety = {k: v for k, v in s["safety_counters_during"].items() if v}
+    lines = [
+        "# Fine-tuning report",
+        "",
+        f"Bundle `{s['bundle']}`, command {s['command']}, dynamics gap `{json.dumps(s['gap'])}`, "
+        f"{s['minutes']} min of emulated robot time.",
+        "",
+        "| | zero-shot | fine-tuned |",
+        "|---|---|---|",
+        f"| mean episode return | {s['zero_shot_return']:.3f} | {s['finetuned_return']:.3f} |",
+        f"| episodes | {len(s['zero_shot_returns'])} | {len(s['finetuned_returns'])} |",
+        f"| falls | {s['zero_shot_falls']} | {s['finetuned_falls']} |",
+        "",
+        f"- Transitions sent: {s['transitions_sent']} in {s['episodes_during']} episodes ({s['falls_during']} falls).",
+        f"- Learner: {s['learner'].get('real_transitions', '?')} transitions received, "
+        f"{s['learner'].get('updates', '?')} gradient steps, {s['learner'].get('policy_version', '?')} policies "
+        f"published; the actor swapped in {s['policy_swaps']}.",
+        f"- Safety events while fine-tuning: {safety or 'none'}.",
+        f"- Reward terms not measured on this robot: {s['unmeasured_reward_terms'] or 'none'}.",
+        f"- Transport: {s['transport']}.",
+        "",
+        "![report](report.png)",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(lines))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _read_csv(path: Path) -> list[dict]:
+    import csv
+
+    try:
+        with open(path) as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        return []
+
+
+def _stepper():
+    t0 = time.monotonic()
+
+    def step(text: str) -> None:
+        print(f"[{time.monotonic() - t0:7.1f} s] {text}", flush=True)
+
+    return step
+
+
+def _bar(desc: str, total: int, unit: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=0.5, leave=False)
+
+    def update(value: int | None, status: dict | None = None) -> None:
+        if value is None:
+            bar.close()
+            return
+        bar.n = min(value, total)
+        if status:
+            bar.set_postfix(
+                episodes=status.get("episodes"),
+                ret=status.get("last_return"),
+                policy=status.get("policy_version"),
+                sent=status.get("transitions"),
+                refresh=False,
+            )
+        bar.refresh()
+
+    return update
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="a1-pipeline", description=__doc__.split("\n\n")[0])
+    p.add_argument("--bundle", default=DEFAULT_BUNDLE, help="pretraining bundle (default: the reference policy)")
+    p.add_argument("--out", default="runs/pipeline", help="output directory")
+    p.add_argument("--minutes", type=float, default=3.0, help="fine-tuning budget, minutes of emulated robot time")
+    p.add_argument("--eval-episodes", type=int, default=3, help="episodes measured before and after")
+    p.add_argument("--episode-steps", type=int, default=500, help="control steps per episode (50 Hz)")
+    p.add_argument("--command", type=float, nargs=3, default=(0.5, 0.0, 0.0), metavar=("VX", "VY", "WZ"))
+    p.add_argument("--command-mode", choices=("fixed", "sample"), default="fixed")
+    p.add_argument("--gap", help=f"dynamics gap as JSON (default {json.dumps(DEFAULT_GAP)}); '{{}}' for none")
+    p.add_argument("--speed", type=float, default=1.0, help="emulated seconds per wall-clock second")
+    p.add_argument("--utd", type=float, default=1.0, help="learner gradient steps per transition")
+    p.add_argument("--publish-every", type=int, default=250, help="gradient steps between policy updates")
+    p.add_argument("--learning-starts", type=int, default=250, help="transitions before the first update")
+    p.add_argument("--port", type=int, default=0, help="learner port on 127.0.0.1 (0: a free one)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    summary = run_pipeline(args)
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in ("zero_shot_return", "finetuned_return", "transitions_sent", "policy_swaps", "wall_s")
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
