@@ -78,3 +78,16 @@ INIT_BASE_HEIGHT = 0.42
 
 BASE_BODY = "trunk"  # [IL3 a1/rough_env_cfg.py overrides "base" with "trunk"]
 FOOT_NAMES: tuple[str, ...] = tuple(f"{leg}_foot" for leg in LEGS)  # [IL3 body regex ".*_foot"]
+
+# Leg geometry [URDF joint origins], used by the leg kinematics of the body-velocity estimator
+# (robot_bridge/kinematics.py; held against the compiled MuJoCo model in tests/robot_bridge/test_kinematics.py).
+# All legs share the numbers up to the signs: front (+x) / rear (-x), left (+y) / right (-y).
+HIP_OFFSET_X = 0.183  # m, trunk origin -> hip joint along x [URDF *_hip_joint origin xyz="+-0.183 +-0.047 0"]
+HIP_OFFSET_Y = 0.047  # m, trunk origin -> hip joint along y [URDF *_hip_joint origin]
+THIGH_OFFSET_Y = 0.08505  # m, hip joint -> thigh joint along y [URDF *_upper_joint origin xyz="0 +-0.08505 0"]
+THIGH_LENGTH = 0.2  # m, thigh joint -> calf joint along -z [URDF *_lower_joint origin xyz="0 0 -0.2"]
+CALF_LENGTH = 0.2  # m, calf joint -> foot sphere center along -z [URDF *_toe_fixed origin xyz="0 0 -0.2"]
+FOOT_RADIUS = 0.02  # m, foot collision sphere [URDF *_toe <collision><sphere radius="0.02">]
+# Trunk centre of mass in the trunk frame [URDF trunk <inertial><origin xyz="0.012731 0.002186 0.000515">]:
+# the simulator's base_lin_vel is the velocity of this point (pretrain/sim/observations.py body_state).
+TRUNK_COM = (0.012731, 0.002186, 0.000515)  # m

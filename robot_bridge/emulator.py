@@ -7,6 +7,12 @@ dynamics. Body-frame quantities come from :func:`pretrain.sim.observations.body_
 body velocity is exactly the simulator's ``base_lin_vel``.
 
 The dynamics gap (:class:`DynamicsGap`) is what a policy must survive on the way to the robot.
+
+Two ways to drive the motors. ``set_targets`` (the default, what the training env does): the contract's PD as
+MuJoCo position actuators. ``set_motor_command`` (what the A1 firmware does with a ``LowCmd``, used by
+:mod:`robot_bridge.emulator_udp`): per-joint ``tau = kp (q* - q) + kd (dq* - dq) + tau_ff`` with the gains the
+command carries, written into the same actuators (``actuator_gainprm/biasprm``), so the damping term stays
+implicit and the effort limit is the same. With the contract's gains the two give the same torques.
 """
 
 from __future__ import annotations
@@ -38,6 +44,34 @@ class DynamicsGap:
     """Uniform sensor noise as a multiple of the contract's training noise per term (1 = training noise)."""
     seed: int = 0
     """Seeds the sensor noise."""
+
+
+@dataclass(frozen=True)
+class MotorCommand:
+    """One motor command per joint (contract order): ``tau = kp (q - q_meas) + kd (dq - dq_meas) + tau``."""
+
+    q: np.ndarray
+    """Position targets (rad)."""
+    dq: np.ndarray
+    """Velocity targets (rad/s)."""
+    kp: np.ndarray
+    """Stiffness (N m/rad), >= 0."""
+    kd: np.ndarray
+    """Damping (N m s/rad), >= 0."""
+    tau: np.ndarray
+    """Feed-forward torque (N m)."""
+
+    def validated(self, num_joints: int) -> MotorCommand:
+        """A float64 copy; ValueError naming the field for a wrong shape, a non-finite value or a negative gain."""
+        fields = {}
+        for name in ("q", "dq", "kp", "kd", "tau"):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.shape != (num_joints,) or not np.isfinite(value).all():
+                raise ValueError(f"motor command {name} must be {num_joints} finite values, got {value}")
+            fields[name] = value.copy()
+        if (fields["kp"] < 0).any() or (fields["kd"] < 0).any():
+            raise ValueError(f"motor command gains must be >= 0, got kp {fields['kp']} kd {fields['kd']}")
+        return MotorCommand(**fields)
 
 
 @dataclass(frozen=True)
@@ -79,6 +113,12 @@ class EmulatedA1:
         self.info = A1ModelInfo.of(self.model, contract)
         self._acc = int(self.model.sensor_adr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SENSOR, "imu_acc")])
         self._apply_gap()
+        # The position-actuator parameters (after the gap), restored whenever set_targets takes over again.
+        self._position_gainprm = self.model.actuator_gainprm.copy()
+        self._position_biasprm = self.model.actuator_biasprm.copy()
+        self._gravity = self.model.opt.gravity.copy()
+        self.motor_command: MotorCommand | None = None
+        """The motor command being applied, or None in position-actuator mode (``set_targets``)."""
         self.data = mujoco.MjData(self.model)
         self._rng = np.random.default_rng(self.gap.seed)
         noise = {t.name: t.noise * self.gap.sensor_noise for t in contract.obs_terms}
@@ -100,11 +140,21 @@ class EmulatedA1:
 
     def reset(self) -> None:
         """Standing at the default pose at the initial height, targets = default pose."""
+        self.model.opt.gravity[:] = self._gravity
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[:] = default_qpos(self.model, self.contract, self.info)
         self.data.ctrl[:] = self.contract.default_joint_pos
-        self._pending: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self._use_position_actuators()
+        self._pending: collections.deque[tuple[float, np.ndarray | MotorCommand]] = collections.deque()
         self.trunk_contacts = 0
+        mujoco.mj_forward(self.model, self.data)
+
+    def hang(self, height: float = 1.0) -> None:
+        """Hang the robot in the air, at rest (gravity off, trunk at ``height`` m): Unitree asks for a hung-up
+        robot before low-level control, and a leg moved there moves no other joint. ``reset`` undoes it."""
+        self.model.opt.gravity[:] = 0.0
+        self.data.qpos[2] = height
+        self.data.qvel[:] = 0.0
         mujoco.mj_forward(self.model, self.data)
 
     @property
@@ -118,12 +168,41 @@ class EmulatedA1:
             raise ValueError(f"targets must be {self.contract.num_joints} finite values, got {targets}")
         self._pending.append((self.data.time + self.gap.action_latency_s, targets))
 
+    def set_motor_command(self, command: MotorCommand) -> None:
+        """Per-joint motor law (contract order), applied ``action_latency_s`` from now; see :class:`MotorCommand`.
+
+        It holds until the next ``set_motor_command``, ``set_targets`` (back to the contract's PD) or ``reset``.
+        """
+        command = command.validated(self.contract.num_joints)
+        self._pending.append((self.data.time + self.gap.action_latency_s, command))
+
+    def _use_position_actuators(self) -> None:
+        self.model.actuator_gainprm[:] = self._position_gainprm
+        self.model.actuator_biasprm[:] = self._position_biasprm
+        self.motor_command = None
+
+    def _apply(self, command: np.ndarray | MotorCommand) -> None:
+        if isinstance(command, np.ndarray):
+            if self.motor_command is not None:
+                self._use_position_actuators()
+            self.data.ctrl[:] = command
+            return
+        # force = gain * ctrl + bias1 * q + bias2 * dq, all scaled by motor_strength as the position actuators are.
+        strength = self.gap.motor_strength
+        m = self.model
+        m.actuator_gainprm[:, 0] = strength
+        m.actuator_biasprm[:, 0] = 0.0
+        m.actuator_biasprm[:, 1] = -strength * command.kp
+        m.actuator_biasprm[:, 2] = -strength * command.kd
+        self.data.ctrl[:] = command.kp * command.q + command.kd * command.dq + command.tau
+        self.motor_command = command
+
     def step(self, n: int = 1) -> None:
         """``n`` physics steps of ``sim_dt``, each applying the newest target whose delay has passed."""
         threshold = self._contact_threshold
         for _ in range(n):
             while self._pending and self._pending[0][0] <= self.data.time + 1e-12:
-                self.data.ctrl[:] = self._pending.popleft()[1]
+                self._apply(self._pending.popleft()[1])
             mujoco.mj_step(self.model, self.data)
             if self.data.sensordata[self.info.sensor_trunk_touch] > threshold:
                 self.trunk_contacts += 1

@@ -15,10 +15,17 @@ It publishes what a real A1 driver would, with the same frames and units (sensor
 It applies the newest ``joint_targets`` (std_msgs/Float64MultiArray, contract order) through the contract's
 PD (MuJoCo position actuators), after ``action_latency_s``. Dynamics gap parameters: see
 :class:`~robot_bridge.emulator.DynamicsGap`.
+
+Parameter ``interface``: ``"ros"`` (the above) or ``"udp"``: the robot is driven like the real A1, over its
+low-level UDP protocol on ``udp_ip:udp_port`` (:class:`~robot_bridge.emulator_udp.UdpEmulatedA1`; the
+``a1_driver`` node talks to it), and none of ``joint_states``, ``imu``, ``foot_contacts``, ``odom`` or
+``joint_targets`` exist here. In both modes the ground truth is also on ``ground_truth/odom`` (same message as
+``odom``). Service ``~/reset`` (std_srvs/Trigger) stands the robot up again at the default pose.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -28,10 +35,12 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
+from std_srvs.srv import Trigger
 
 from a1_contract import DEFAULT_VARIANT, get_contract, robot
 from robot_bridge import qos
 from robot_bridge.emulator import DynamicsGap, EmulatedA1, Sensors
+from robot_bridge.emulator_udp import BRAKE_KD, STATE_RATE_HZ, UdpEmulatedA1
 from robot_bridge.params import Param, declare
 from robot_bridge.spin import spin_until_shutdown
 
@@ -46,7 +55,14 @@ PARAMS: tuple[Param, ...] = (
     Param("action_latency_s", 0.0, "Delay from a target arriving to the motors applying it (s)."),
     Param("sensor_noise", 0.0, "Uniform sensor noise, as a multiple of the contract's training noise."),
     Param("seed", 0, "Seed of the sensor noise."),
+    Param("interface", "ros", "How the robot is driven: 'ros' (topics) or 'udp' (the A1 low-level protocol)."),
+    Param("udp_ip", "127.0.0.1", "interface=udp: address the emulated A1 binds (the real one is 192.168.123.10)."),
+    Param("udp_port", 8007, "interface=udp: UDP port (the real A1's is 8007; 0 = any free port)."),
+    Param("udp_state_rate_hz", STATE_RATE_HZ, "interface=udp: LowState packets per second."),
+    Param("brake_kd", BRAKE_KD, "interface=udp: damping (N m s/rad) of a motor in mode 0x00 (brake)."),
+    Param("foot_force_scale", 1.0, "interface=udp: Newtons per raw footForce count in LowState."),
 )
+INTERFACES = ("ros", "udp")
 
 
 class EmulatorNode(Node):
@@ -64,14 +80,37 @@ class EmulatorNode(Node):
             sensor_noise=p["sensor_noise"],
             seed=p["seed"],
         )
-        self.robot = EmulatedA1(contract, gap)
+        if p["interface"] not in INTERFACES:
+            self.get_logger().fatal(f"parameter interface must be one of {INTERFACES}, got {p['interface']!r}")
+            self.destroy_node()
+            raise ValueError(f"emulator_node: parameter interface must be one of {INTERFACES}, got {p['interface']!r}")
+        self.interface = p["interface"]
+        self.udp: UdpEmulatedA1 | None = None
+        """interface=udp: the UDP front end, which owns the robot and its physics thread."""
+        self._truth_pub = self.create_publisher(Odometry, "ground_truth/odom", qos.SENSOR)
+        self._odom_msg = Odometry(child_frame_id=robot.BASE_BODY)
+        self._odom_msg.header.frame_id = "odom"
+        self.create_service(Trigger, "~/reset", self._on_reset)
         self._speed = p["speed"]
+        self.rejected_targets = 0
+        if self.interface == "udp":
+            self.udp = UdpEmulatedA1(
+                contract, gap, bind=(p["udp_ip"], p["udp_port"]), speed=self._speed,
+                state_rate_hz=p["udp_state_rate_hz"], brake_kd=p["brake_kd"], foot_force_scale=p["foot_force_scale"],
+                max_catch_up_steps=p["max_catch_up_steps"], on_sensors=self._publish_ground_truth,
+            )  # fmt: skip
+            self.robot = self.udp.robot
+            self._lock = self.udp.lock
+            ip, port = self.udp.address
+            self.get_logger().info(f"emulated A1 ({contract.name}) on UDP {ip}:{port} at {self._speed:g}x, gap {gap}")
+            return
+        self.robot = EmulatedA1(contract, gap)
+        self._lock = threading.Lock()
         self._max_steps = max(1, p["max_catch_up_steps"])
         self._steps = 0
         self._t0 = time.monotonic()
         self.steps_behind = 0
         """Physics steps skipped in wall-clock terms because a callback came too late (slow machine)."""
-        self.rejected_targets = 0
 
         self._joint_pub = self.create_publisher(JointState, "joint_states", qos.SENSOR)
         self._imu_pub = self.create_publisher(Imu, "imu", qos.SENSOR)
@@ -81,8 +120,6 @@ class EmulatorNode(Node):
         self._joint_msg = JointState(name=list(contract.joint_names))
         self._imu_msg = Imu()
         self._imu_msg.header.frame_id = "imu"
-        self._odom_msg = Odometry(child_frame_id=robot.BASE_BODY)
-        self._odom_msg.header.frame_id = "odom"
         self._feet_msg = Float64MultiArray()
         self._feet_msg.layout.dim = [MultiArrayDimension(label=",".join(robot.FOOT_NAMES), size=4, stride=1)]
         self._period = contract.sim_dt * max(1, p["publish_every"]) / self._speed
@@ -93,9 +130,30 @@ class EmulatorNode(Node):
         self._loop.start()
         self.get_logger().info(f"emulated A1 ({contract.name}) at {self._speed:g}x real time, gap {gap}")
 
+    @property
+    def steps_behind_wall_clock(self) -> int:
+        """Physics steps the emulator fell behind the wall clock (either interface)."""
+        return self.udp.counters["steps_behind"] if self.udp is not None else self.steps_behind
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """Stand the robot up again at the default pose, at rest (an episode reset for emulated fine-tuning).
+
+        A real robot has no such thing: on the A1, someone lifts it and the controller stands it up. In the UDP
+        interface the robot holds the default pose until the next LowCmd arrives.
+        """
+        if self.udp is not None:
+            self.udp.reset()
+        else:
+            with self._lock:
+                self.robot.reset()
+        self.get_logger().info("reset: standing at the default pose")
+        response.success, response.message = True, "standing at the default pose"
+        return response
+
     def _on_targets(self, msg: Float64MultiArray) -> None:
         try:
-            self.robot.set_targets(np.asarray(msg.data))
+            with self._lock:
+                self.robot.set_targets(np.asarray(msg.data))
         except ValueError as exc:
             self.rejected_targets += 1
             self.get_logger().error(f"ignoring joint targets: {exc}", throttle_duration_sec=1.0)
@@ -108,9 +166,12 @@ class EmulatorNode(Node):
             self._stop.wait(next_wake - time.monotonic())
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        if self._loop.is_alive() and self._loop is not threading.current_thread():
-            self._loop.join(timeout=2.0)
+        if getattr(self, "udp", None) is not None:
+            self.udp.stop()
+        with contextlib.suppress(AttributeError):  # ros interface only (and only once started)
+            self._stop.set()
+            if self._loop.is_alive() and self._loop is not threading.current_thread():
+                self._loop.join(timeout=2.0)
         super().destroy_node()
 
     def _advance(self) -> None:
@@ -123,9 +184,11 @@ class EmulatorNode(Node):
             due = self._max_steps
         if due <= 0:
             return
-        self.robot.step(due)
+        with self._lock:
+            self.robot.step(due)
+            sensors = self.robot.sense()
         self._steps += due
-        self._publish(self.robot.sense())
+        self._publish(sensors)
 
     def _publish(self, s: Sensors) -> None:
         stamp = self.get_clock().now().to_msg()
@@ -147,6 +210,7 @@ class EmulatorNode(Node):
         twist.linear.x, twist.linear.y, twist.linear.z = s.linear_velocity.tolist()
         twist.angular = imu.angular_velocity
         self._odom_pub.publish(odom)
+        self._truth_pub.publish(odom)
 
         self._feet_msg.data = s.foot_forces.tolist()
         self._feet_pub.publish(self._feet_msg)
@@ -157,10 +221,28 @@ class EmulatorNode(Node):
         j.position, j.velocity, j.effort = s.joint_pos.tolist(), s.joint_vel.tolist(), s.joint_effort.tolist()
         self._joint_pub.publish(j)
 
+    def _publish_ground_truth(self, s: Sensors) -> None:
+        """interface=udp (in the emulator's thread): only the ground truth goes on ROS."""
+        odom = self._odom_msg
+        odom.header.stamp = self.get_clock().now().to_msg()
+        pose = odom.pose.pose
+        pose.position.x, pose.position.y, pose.position.z = s.position.tolist()
+        w, x, y, z = s.orientation_wxyz.tolist()
+        pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = w, x, y, z
+        twist = odom.twist.twist
+        twist.linear.x, twist.linear.y, twist.linear.z = s.linear_velocity.tolist()
+        twist.angular.x, twist.angular.y, twist.angular.z = s.angular_velocity.tolist()
+        self._truth_pub.publish(odom)
+
 
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
-    node = EmulatorNode()
+    try:
+        node = EmulatorNode()
+    except (OSError, ValueError) as exc:
+        print(f"emulator_node: refusing to start: {exc}", flush=True)
+        rclpy.try_shutdown()
+        return 1
     return spin_until_shutdown(node)
 
 

@@ -44,7 +44,6 @@ What was checked against public sources (through this project's code-search inde
 
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -288,7 +287,11 @@ def pack_low_state(state: LowState) -> bytes:
 
 
 def _check(data: bytes, layout: struct.Struct, n_words: int, stats: ProtocolStats | None, what: str) -> tuple:
-    size = layout.size
+    _validate(data, layout.size, n_words, stats, what)
+    return layout.unpack(data)
+
+
+def _validate(data: bytes, size: int, n_words: int, stats: ProtocolStats | None, what: str) -> None:
     try:
         if len(data) != size:
             raise WrongLengthError(f"{what}: {len(data)} bytes, expected {size}")
@@ -304,7 +307,6 @@ def _check(data: bytes, layout: struct.Struct, n_words: int, stats: ProtocolStat
         raise
     if stats is not None:
         stats.record(None)
-    return layout.unpack(data)
 
 
 def unpack_low_state(data: bytes, stats: ProtocolStats | None = None) -> LowState:
@@ -487,4 +489,123 @@ def foot_forces(state: LowState) -> dict[str, float]:
 
 def is_finite_cmd(cmd: LowCmd) -> bool:
     """True when every float field of ``cmd`` is finite (a last check before sending)."""
-    return all(math.isfinite(float(x)) for arr in (cmd.q, cmd.dq, cmd.tau, cmd.kp, cmd.kd) for x in arr)
+    return all(bool(np.isfinite(arr).all()) for arr in (cmd.q, cmd.dq, cmd.tau, cmd.kp, cmd.kd))
+
+
+# ---- fast packing: numpy records, byte-identical to pack_low_cmd / pack_low_state ---------------------------
+# A 500 Hz loop in Python packs one LowCmd (driver) or LowState (emulator) per period; the struct path costs
+# ~90 / ~150 us per packet, the record path a fraction of that. Field order and sizes follow the formats above.
+_MOTOR_CMD_DTYPE = np.dtype(
+    [("mode", "u1"), ("q", "<f4"), ("dq", "<f4"), ("tau", "<f4"), ("kp", "<f4"), ("kd", "<f4"), ("reserve", "<u4", 3)]
+)
+_MOTOR_STATE_DTYPE = np.dtype(
+    [("mode", "u1"), ("q", "<f4"), ("dq", "<f4"), ("ddq", "<f4"), ("tau_est", "<f4"), ("q_raw", "<f4"),
+     ("dq_raw", "<f4"), ("ddq_raw", "<f4"), ("temperature", "i1"), ("reserve", "<u4", 2)]
+)  # fmt: skip
+_HEADER_FIELDS = [("level_flag", "u1"), ("comm_version", "<u2"), ("robot_id", "<u2"), ("sn", "<u4"),
+                  ("band_width", "u1")]  # fmt: skip
+LOW_CMD_DTYPE = np.dtype(
+    [*_HEADER_FIELDS, ("motor", _MOTOR_CMD_DTYPE, NUM_MOTORS), ("led", "u1", (4, 3)), ("wireless_remote", "u1", 40),
+     ("reserve", "<u4"), ("crc", "<u4")]
+)  # fmt: skip
+"""``LowCmd`` as a packed numpy record (730 B)."""
+LOW_STATE_DTYPE = np.dtype(
+    [*_HEADER_FIELDS, ("quaternion", "<f4", 4), ("gyroscope", "<f4", 3), ("accelerometer", "<f4", 3),
+     ("rpy", "<f4", 3), ("imu_temperature", "i1"), ("motor", _MOTOR_STATE_DTYPE, NUM_MOTORS),
+     ("foot_force", "<i2", 4), ("foot_force_est", "<i2", 4), ("tick", "<u4"), ("wireless_remote", "u1", 40),
+     ("reserve", "<u4"), ("crc", "<u4")]
+)  # fmt: skip
+"""``LowState`` as a packed numpy record (891 B)."""
+assert LOW_CMD_DTYPE.itemsize == LOW_CMD_SIZE and LOW_STATE_DTYPE.itemsize == LOW_STATE_SIZE
+
+
+def _finish(record: np.ndarray, n_words: int) -> bytes:
+    body = bytearray(record.tobytes())
+    return _with_crc(body, n_words)
+
+
+def pack_low_cmd_fast(cmd: LowCmd) -> bytes:
+    """:func:`pack_low_cmd` through a numpy record: the same bytes, several times faster."""
+    r = np.zeros((), LOW_CMD_DTYPE)
+    for name in ("level_flag", "comm_version", "robot_id", "sn", "band_width", "led", "wireless_remote", "reserve"):
+        r[name] = getattr(cmd, name)
+    m = r["motor"]
+    for name in ("mode", "q", "dq", "tau", "kp", "kd"):
+        m[name] = getattr(cmd, name)
+    m["reserve"] = cmd.motor_reserve
+    return _finish(r, LOW_CMD_CRC_WORDS)
+
+
+def pack_low_state_fast(state: LowState) -> bytes:
+    """:func:`pack_low_state` through a numpy record: the same bytes, several times faster."""
+    r = np.zeros((), LOW_STATE_DTYPE)
+    for name in ("level_flag", "comm_version", "robot_id", "sn", "band_width", "quaternion", "gyroscope",
+                 "accelerometer", "rpy", "imu_temperature", "foot_force", "foot_force_est", "tick",
+                 "wireless_remote", "reserve"):  # fmt: skip
+        r[name] = getattr(state, name)
+    m = r["motor"]
+    for name in ("mode", "q", "dq", "ddq", "tau_est", "q_raw", "dq_raw", "ddq_raw", "temperature"):
+        m[name] = getattr(state, name)
+    m["reserve"] = state.motor_reserve
+    return _finish(r, LOW_STATE_CRC_WORDS)
+
+
+# ---- foot forces (contract foot order <-> footForce slots) -------------------------------------------------
+FOOT_FORCE_NEWTONS_PER_UNIT = 1.0
+"""Newtons per raw ``footForce`` count. NOT VERIFIED: Unitree publishes no unit (A1_HARDWARE.md section 3 gives
+only contact thresholds in raw counts: 20 walk_in_the_park, 40 legged_control). Calibrate on the robot (stand
+still, sum of the four readings * scale = m g) and set the driver's ``foot_force_scale``."""
+
+
+def foot_slots(foot_names: Any) -> np.ndarray:
+    """``footForce`` index of each foot in ``foot_names`` (e.g. ``robot.FOOT_NAMES``: "FL_foot" -> FL -> 1)."""
+    try:
+        return np.array([FOOT_LEGS.index(str(name).split("_")[0]) for name in foot_names], dtype=np.intp)
+    except ValueError as exc:
+        raise ValueError(f"foot names must start with one of {FOOT_LEGS}, got {list(foot_names)}") from exc
+
+
+def foot_forces_newtons(state: LowState, foot_names: Any, scale: float = FOOT_FORCE_NEWTONS_PER_UNIT) -> np.ndarray:
+    """Foot forces (N) in ``foot_names`` order from the raw ``footForce`` readings."""
+    return state.foot_force[foot_slots(foot_names)].astype(np.float64) * scale
+
+
+def set_foot_forces(
+    state: LowState, forces_n: Any, foot_names: Any, scale: float = FOOT_FORCE_NEWTONS_PER_UNIT
+) -> LowState:
+    """Write foot forces (N, ``foot_names`` order) as raw int16 counts (emulator side); returns ``state``."""
+    if scale <= 0:
+        raise ValueError(f"foot force scale must be > 0, got {scale}")
+    raw = np.clip(np.round(_per_joint(forces_n, "foot forces", len(foot_names)) / scale), -32768, 32767)
+    state.foot_force[foot_slots(foot_names)] = raw.astype(np.int16)
+    return state
+
+
+def unpack_low_state_fast(data: bytes, stats: ProtocolStats | None = None) -> LowState:
+    """:func:`unpack_low_state` through a numpy record: the same checks and result, several times faster."""
+    data = bytes(data)
+    _validate(data, LOW_STATE_SIZE, LOW_STATE_CRC_WORDS, stats, "LowState")
+    r = np.frombuffer(data, LOW_STATE_DTYPE)[0]
+    m = r["motor"]
+    ints = {name: int(r[name]) for name in ("level_flag", "comm_version", "robot_id", "sn", "band_width",
+                                              "imu_temperature", "tick", "reserve", "crc")}  # fmt: skip
+    arrays = {name: r[name].astype(dtype) for name, dtype in (("quaternion", np.float32), ("gyroscope", np.float32),
+              ("accelerometer", np.float32), ("rpy", np.float32), ("foot_force", np.int16),
+              ("foot_force_est", np.int16), ("wireless_remote", np.uint8))}  # fmt: skip
+    motors = {name: m[name].astype(dtype) for name, dtype in (("mode", np.uint8), ("q", np.float32),
+              ("dq", np.float32), ("ddq", np.float32), ("tau_est", np.float32), ("q_raw", np.float32),
+              ("dq_raw", np.float32), ("ddq_raw", np.float32), ("temperature", np.int8))}  # fmt: skip
+    return LowState(**ints, **arrays, **motors, motor_reserve=m["reserve"].astype(np.uint32))
+
+
+def unpack_low_cmd_fast(data: bytes, stats: ProtocolStats | None = None) -> LowCmd:
+    """:func:`unpack_low_cmd` through a numpy record: the same checks and result, several times faster."""
+    data = bytes(data)
+    _validate(data, LOW_CMD_SIZE, LOW_CMD_CRC_WORDS, stats, "LowCmd")
+    r = np.frombuffer(data, LOW_CMD_DTYPE)[0]
+    m = r["motor"]
+    ints = {name: int(r[name]) for name in ("level_flag", "comm_version", "robot_id", "sn", "band_width", "reserve",
+                                              "crc")}  # fmt: skip
+    motors = {name: m[name].astype(np.float32) for name in ("q", "dq", "tau", "kp", "kd")}
+    return LowCmd(**ints, **motors, mode=m["mode"].astype(np.uint8), motor_reserve=m["reserve"].astype(np.uint32),
+                  led=r["led"].astype(np.uint8), wireless_remote=r["wireless_remote"].astype(np.uint8))  # fmt: skip

@@ -1,0 +1,172 @@
+"""The real-robot graph in one process, with the emulated A1 standing in for the robot over UDP::
+
+    python -m robot_bridge.run_robot_graph --policy policy.onnx --command 0.5 0 0 --seconds 10
+        [--odometry ground_truth|estimator] [--mass-scale 1.1 --motor-strength 0.9 ...]
+
+Nodes: ``emulator_node`` (``interface:=udp``: the robot, on a free loopback port), ``a1_driver`` (``dry_run:=false``,
+pointed at it), the policy node, and with ``--odometry estimator`` the state estimator; one executor thread spins
+them, the emulator and the driver have threads of their own. The policy's ``odom`` is the estimator's, or with
+``ground_truth`` the emulator's ``ground_truth/odom`` (remapped). Everything the policy sees went through the
+A1 wire protocol (joint states, IMU, foot forces) and everything it commands came back the same way.
+
+Like :mod:`robot_bridge.run_emulated`, it measures ``--seconds`` of simulated time after the policy first runs
+and prints JSON last: mean forward velocity from ``ground_truth/odom``, falls, policy and driver statuses, the
+policy's safety counters and the driver's counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_msgs.msg import String
+
+from robot_bridge import qos
+from robot_bridge.a1_driver_node import A1DriverNode
+from robot_bridge.emulator_node import EmulatorNode
+from robot_bridge.policy_node import PolicyNode
+from robot_bridge.run_emulated import FALL_HEIGHT, GraphResult, Monitor
+
+ODOMETRY = ("ground_truth", "estimator")
+_TRUTH = ["--ros-args", "-r", "odom:=ground_truth/odom"]
+
+
+@dataclass
+class RobotGraphResult(GraphResult):
+    odometry: str
+    """Where the policy's ``odom`` came from: ``ground_truth`` or ``estimator``."""
+    driver_statuses: list[str]
+    driver_counters: dict[str, object]
+
+
+class RobotMonitor(Monitor):
+    """The emulated graph's monitor on ``ground_truth/odom``, also recording the driver's status."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cli_args=_TRUTH, **kwargs)
+        self.driver_statuses: list[str] = []
+        self.create_subscription(String, "a1_driver/status", lambda m: self.driver_statuses.append(m.data), qos.STATUS)
+
+
+def _overrides(values: dict) -> list[Parameter]:
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+def run_robot_graph(
+    policy_path: str | Path,
+    *,
+    command: tuple[float, float, float] = (0.5, 0.0, 0.0),
+    seconds: float = 10.0,
+    odometry: str = "ground_truth",
+    gap: dict | None = None,
+    policy_params: dict | None = None,
+    driver_params: dict | None = None,
+    start_timeout_s: float = 30.0,
+) -> RobotGraphResult:
+    """Run the graph until ``seconds`` of simulated time have passed with the policy in control (real time)."""
+    if odometry not in ODOMETRY:
+        raise ValueError(f"odometry must be one of {ODOMETRY}, got {odometry!r}")
+    context = rclpy.Context()
+    rclpy.init(context=context, args=[])
+    executor = SingleThreadedExecutor(context=context)
+    nodes: list[Node] = []
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        emulator = EmulatorNode(context=context, parameter_overrides=_overrides(
+            {"interface": "udp", "udp_ip": "127.0.0.1", "udp_port": 0, **(gap or {})}))  # fmt: skip
+        nodes.append(emulator)
+        ip, port = emulator.udp.address
+        driver = A1DriverNode(context=context, parameter_overrides=_overrides(
+            {"robot_ip": ip, "robot_port": port, "local_ip": "127.0.0.1", "local_port": 0, "dry_run": False,
+             **(driver_params or {})}))  # fmt: skip
+        nodes.append(driver)
+        if odometry == "estimator":
+            from robot_bridge.estimator_node import EstimatorNode  # written alongside; imported only when asked for
+
+            nodes.append(EstimatorNode(context=context))
+        params = {"policy_path": str(policy_path), "initial_command": [float(c) for c in command],
+                  **(policy_params or {})}  # fmt: skip
+        cli_args = _TRUTH if odometry == "ground_truth" else None
+        policy = PolicyNode(context=context, parameter_overrides=_overrides(params), cli_args=cli_args)
+        monitor = RobotMonitor(context=context)
+        nodes += [policy, monitor]
+        for node in nodes:
+            executor.add_node(node)
+        t0 = time.monotonic()
+        spinner.start()
+        while not any(s.startswith("running") for s in monitor.statuses):
+            if not spinner.is_alive():
+                raise RuntimeError("the executor stopped (a callback raised; see the log above)")
+            if time.monotonic() - t0 > start_timeout_s:
+                raise TimeoutError(
+                    f"the policy did not take over within {start_timeout_s} s: policy {monitor.statuses}, "
+                    f"driver {monitor.driver_statuses}, {driver.driver.snapshot()}"
+                )
+            time.sleep(0.01)
+        soft_start_wall_s = time.monotonic() - t0
+        robot = emulator.robot
+        with emulator.udp.lock:
+            first, sim_start, x_start = len(monitor.odometry), robot.time, float(robot.data.qpos[0])
+            contacts_before = robot.trunk_contacts
+        while robot.time - sim_start < seconds:
+            if not spinner.is_alive():
+                raise RuntimeError("the executor stopped (a callback raised; see the log above)")
+            time.sleep(0.02)
+        with emulator.udp.lock:
+            sim_seconds, x_end, contacts = robot.time - sim_start, float(robot.data.qpos[0]), robot.trunk_contacts
+        window = np.array(monitor.odometry[first:])
+        fell = contacts > contacts_before or any(s.startswith("fallen") for s in monitor.statuses)
+        return RobotGraphResult(
+            command=[float(c) for c in command],
+            seconds=round(sim_seconds, 4),
+            mean_forward_velocity=float(window[:, 2].mean()),
+            mean_lateral_velocity=float(window[:, 3].mean()),
+            forward_displacement=x_end - x_start,
+            min_height=float(window[:, 1].min()),
+            fell=bool(fell or window[:, 1].min() < FALL_HEIGHT),
+            statuses=list(monitor.statuses),
+            safety_counters=policy.loop.safety.counters,
+            emulator_steps_behind=emulator.steps_behind_wall_clock,
+            soft_start_wall_s=round(soft_start_wall_s, 3),
+            odometry_samples=len(window),
+            odometry=odometry,
+            driver_statuses=list(monitor.driver_statuses),
+            driver_counters=driver.driver.snapshot(),
+        )
+    finally:
+        executor.shutdown()
+        if spinner.is_alive():
+            spinner.join(timeout=5.0)  # before destroying nodes: no callback may run on a destroyed one
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="robot-bridge-robot-graph", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policy", required=True, help="ONNX file from deploy.export")
+    parser.add_argument("--command", type=float, nargs=3, default=(0.5, 0.0, 0.0), metavar=("VX", "VY", "WZ"))
+    parser.add_argument("--seconds", type=float, default=10.0, help="simulated seconds with the policy in control")
+    parser.add_argument("--odometry", choices=ODOMETRY, default="ground_truth", help="the policy's odom source")
+    gap_names = ("mass_scale", "friction", "motor_strength", "action_latency_s", "sensor_noise")
+    for name in gap_names:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, help="dynamics gap (emulator parameter)")
+    args = parser.parse_args(argv)
+    gap = {name: getattr(args, name) for name in gap_names if getattr(args, name) is not None}
+    result = run_robot_graph(args.policy, command=tuple(args.command), seconds=args.seconds, odometry=args.odometry,
+                             gap=gap)  # fmt: skip
+    print(json.dumps(asdict(result)), flush=True)
+    return 1 if result.fell else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
