@@ -29,6 +29,7 @@ bundle, and ``--resume`` reloads it from there.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
@@ -43,6 +44,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 
 from a1_contract import TaskContract
 from finetune.protocol import PolicyUpdate, TransitionBatch
@@ -62,6 +64,7 @@ from pretrain.bundle import (
 REAL_BUFFER_FILE = "real_buffer.npz"
 REAL_SEQ_FILE = "real_seqs.npz"
 STATE_FILE = "finetune_state.json"
+SIM_BUFFER_FILE = "sim_buffer.npz"
 LEARNER_CONFIG_FILE = "learner_config.json"
 
 
@@ -85,6 +88,12 @@ class LearnerConfig:
     """Share of each batch sampled from the real buffer when the simulator buffer has data (0.5: symmetric)."""
     use_sim_buffer: bool = True
     """Sample from the bundle's simulator replay buffer (when it has one)."""
+    sim_fill: int = 50_000
+    """A bundle without a replay buffer (the committed reference): this many transitions of the bundle's own
+    (stochastic) policy in the embedded simulator, under its training conditions, become the simulator buffer;
+    written once to ``sim_buffer.npz`` in the run directory (a resume reads it back). 0: none."""
+    critic_warmup: int = 1000
+    """First gradient steps that update only the critics: the actor waits until they have seen real data."""
     learning_starts: int = 200
     """Real transitions received before the first gradient step."""
     batch_size: int = 0
@@ -139,8 +148,6 @@ class MixedReplayBuffer:
         return n_real, batch_size - n_real
 
     def sample(self, batch_size: int, env: Any = None) -> Any:
-        import torch as th
-
         n_real, n_sim = self.split(batch_size)
         parts = [buf.sample(n, env=env) for buf, n in ((self.real, n_real), (self.sim, n_sim)) if n > 0]
         if len(parts) == 1:
@@ -187,8 +194,6 @@ class Learner:
     """See the module docs. ``run()`` serves until the budget is spent or a signal arrives."""
 
     def __init__(self, config: LearnerConfig, *, resume: str | None = None, progress: bool = True) -> None:
-        import torch as th
-
         from pretrain.config import from_dict
         from pretrain.factory import ALGO_CLASSES, make_model
 
@@ -226,6 +231,8 @@ class Learner:
         if config.use_sim_buffer and not config.fresh and source.has_replay_buffer:
             sim_buffer = self._new_buffer(self.train_config.offpolicy.buffer_size, self.train_config.env.num_envs)
             load_replay_buffer(sim_buffer, source.path / BUFFER_FILE)
+        elif config.use_sim_buffer and not config.fresh and config.sim_fill > 0:
+            sim_buffer = self._filled_sim_buffer(config.sim_fill, progress)
         self.real = self._new_buffer(config.real_buffer_size, 1)
         self.real_seq = np.full(config.real_buffer_size, -1, dtype=np.int64)
         self.real_actor = np.full(config.real_buffer_size, -1, dtype=np.int32)
@@ -242,6 +249,9 @@ class Learner:
             self.actor_names = list(state["actor_names"])
             tracker = SequenceTracker.from_state_dict(state["tracker"])
             self.stats = LearnerStats(**state["stats"])
+            # Policies published after that checkpoint are out there: never reuse their version numbers.
+            published = [int(f.stem.split("_v")[-1]) for f in (self.out / "policies").glob("policy_v*.onnx")]
+            self.stats.policy_version = max([self.stats.policy_version, *published])
         self.tracker = tracker
         self.checkpoints = CheckpointDir(self.out)
         self._stop_reason: str | None = None
@@ -263,6 +273,41 @@ class Learner:
             handle_timeout_termination=True,
             **(m.replay_buffer_kwargs or {}),
         )
+
+    def _filled_sim_buffer(self, transitions: int, progress: bool) -> Any:
+        """The bundle's policy in the embedded simulator (``sim_fill``); cached in ``out/sim_buffer.npz``."""
+        cfg = self.train_config
+        num_envs = cfg.env.num_envs
+        buffer = self._new_buffer(-(-transitions // num_envs) * num_envs, num_envs)  # SB3: total over envs
+        cache = self.out / SIM_BUFFER_FILE
+        if cache.is_file():
+            load_replay_buffer(buffer, cache)
+            return buffer
+        from pretrain.factory import make_env
+
+        self.log(f"learner: the bundle has no replay buffer; simulating {transitions} transitions of its policy")
+        env = make_env(cfg, self.contract, seed=cfg.seed + 7919)
+        th.manual_seed(cfg.seed)
+        normalize = self.model._vec_normalize_env.normalize_obs
+        obs = env.reset()
+        steps = buffer.buffer_size
+        bar = _iter(range(steps), progress, "simulator buffer")
+        for _ in bar:
+            actions, _ = self.model.predict(normalize(obs), deterministic=False)
+            new_obs, rewards, dones, infos = env.step(actions)
+            next_obs = new_obs.copy()
+            for i, done in enumerate(dones):
+                if done:
+                    next_obs[i] = infos[i]["terminal_observation"]
+            buffer.add(obs, next_obs, actions, rewards, dones, infos)
+            obs = new_obs
+        env.close()
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        save_replay_buffer(buffer, tmp)
+        fsync_path(tmp)
+        os.replace(tmp, cache)
+        return buffer
 
     @property
     def real_size(self) -> int:
@@ -372,6 +417,24 @@ class Learner:
             self.server.send_acks()
         return dest
 
+    def train(self, gradient_steps: int) -> None:
+        """Gradient steps; during ``critic_warmup`` the actor and entropy coefficient are put back afterwards."""
+        if self.stats.updates >= self.config.critic_warmup:
+            self.model.train(gradient_steps=gradient_steps, batch_size=self.batch_size)
+            return
+        m = self.model
+        keep = [m.actor.state_dict(), m.actor.optimizer.state_dict()]
+        if m.ent_coef_optimizer is not None:
+            keep += [m.log_ent_coef.detach().clone(), m.ent_coef_optimizer.state_dict()]
+        keep = copy.deepcopy(keep)
+        m.train(gradient_steps=gradient_steps, batch_size=self.batch_size)
+        m.actor.load_state_dict(keep[0])
+        m.actor.optimizer.load_state_dict(keep[1])
+        if m.ent_coef_optimizer is not None:
+            with th.no_grad():
+                m.log_ent_coef.copy_(keep[2])
+            m.ent_coef_optimizer.load_state_dict(keep[3])
+
     def _prune(self, keep: int) -> None:
         root = self.checkpoints.root
         for old in sorted(p for p in root.glob("update_*") if p.is_dir())[:-keep]:
@@ -411,13 +474,15 @@ class Learner:
                 f"sim buffer {self.mixed.sim.size() * self.mixed.sim.n_envs if self.mixed.sim else 0} "
                 f"transitions; listening on {config.endpoint}"
             )
+            if config.fresh and self.stats.policy_version == 0:
+                self.publish_policy()  # from scratch: the robot starts from these networks, not the bundle's
             while self._stop_reason is None:
                 owed = int(self.stats.owed_updates)
                 self.server.serve_once(0 if owed > 0 else 20, self.insert)
                 owed = int(self.stats.owed_updates)
                 if owed > 0 and self.real_size > 0:
                     k = min(owed, config.max_updates_per_poll)
-                    self.model.train(gradient_steps=k, batch_size=self.batch_size)
+                    self.train(k)
                     self.stats.updates += k
                     self.stats.owed_updates -= k
                     updates_this_run += k
@@ -501,6 +566,14 @@ def _progress(enabled: bool):
             )
 
     return update
+
+
+def _iter(iterable, progress: bool, desc: str):
+    if not progress:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, unit=" steps", dynamic_ncols=True, leave=False)
 
 
 def _latest(path: str | Path) -> Path:

@@ -40,7 +40,20 @@ def test_transitions_flow_and_a_new_policy_is_used(reference_policy, tmp_path):
         learner_out,
         keys,
         endpoint,
-        ["--learning-starts", "100", "--publish-every", "40", "--checkpoint-every-s", "3", "--utd", "1"],
+        [
+            "--learning-starts",
+            "100",
+            "--publish-every",
+            "40",
+            "--checkpoint-every-s",
+            "3",
+            "--utd",
+            "1",
+            "--sim-fill",
+            "2000",
+            "--critic-warmup",
+            "20",
+        ],
         log=tmp_path / "learner.log",
     )
     try:

@@ -62,14 +62,15 @@ def test_learner_killed_and_resumed_loses_and_duplicates_nothing(tiny_bundle, tm
     def push() -> None:
         for i in range(total):
             client.submit(obs[i], act[i], 0.01, obs[i + 1], False, i % 100 == 99, 0, {})
-            time.sleep(0.002)
+            time.sleep(0.004)
         done.set()
 
     pusher = threading.Thread(target=push, daemon=True)
     try:
+        _wait(lambda: client.connected, 60, "the learner to answer")
         pusher.start()
         # kill it once it has checkpointed some rows and holds more that are not yet checkpointed
-        _wait(lambda: client.committed > 0 and client.next_expected > client.committed + 20, 60, "a checkpoint")
+        _wait(lambda: client.committed > 0 and client.next_expected > client.committed, 60, "a checkpoint")
         learner.send_signal(signal.SIGKILL)
         learner.wait()
         received_before_kill = client.next_expected

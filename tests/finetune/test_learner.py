@@ -116,3 +116,30 @@ def test_fresh_networks_differ_from_the_bundle(tiny_bundle, tmp_path):
     a = th.cat([p.flatten() for p in pretrained.model.policy.actor.parameters()])
     b = th.cat([p.flatten() for p in fresh.model.policy.actor.parameters()])
     assert a.shape == b.shape and not th.allclose(a, b)
+
+
+def test_critic_warmup_leaves_the_actor_alone(tiny_bundle, tmp_path):
+    learner = _learner(tiny_bundle, tmp_path, learning_starts=0, critic_warmup=8)
+    _feed(learner, make_batch(learner.contract, "a1", 0, 64))
+    actor = [p.detach().clone() for p in learner.model.actor.parameters()]
+    critic = [p.detach().clone() for p in learner.model.critic.parameters()]
+    learner.train(8)
+    learner.stats.updates += 8
+    assert all(th.equal(a, b) for a, b in zip(actor, learner.model.actor.parameters(), strict=True))
+    assert any(not th.equal(a, b) for a, b in zip(critic, learner.model.critic.parameters(), strict=True))
+    learner.train(8)  # past the warm-up: the actor learns too
+    assert any(not th.equal(a, b) for a, b in zip(actor, learner.model.actor.parameters(), strict=True))
+
+
+def test_a_bundle_without_buffer_gets_simulated_data_once(tiny_bundle, tmp_path):
+    from pretrain.reference import copy_without_buffer
+
+    bare = copy_without_buffer(tiny_bundle("sac"), tmp_path / "bare")
+    config = LearnerConfig(bundle=str(bare), out=str(tmp_path / "ft"), sim_fill=200)
+    learner = Learner(config, progress=False)
+    sim = learner.mixed.sim
+    assert sim is not None and sim.size() * sim.n_envs >= 200
+    assert (tmp_path / "ft" / "sim_buffer.npz").is_file()
+    assert np.isfinite(sim.observations[: sim.size()]).all() and np.abs(sim.actions[: sim.size()]).max() <= 1.0
+    again = Learner(config, progress=False)  # read back, not simulated again
+    np.testing.assert_array_equal(again.mixed.sim.observations, sim.observations)
