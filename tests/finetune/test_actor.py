@@ -1,0 +1,131 @@
+"""The fine-tuning actor's control loop without ROS: real policy file, real safety layer, real ActorClient and
+spool on disk (the learner is simply not there, as when a robot loses the workstation)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from a1_contract import get_contract
+from deploy.runner import PolicyRunner
+from finetune.actor import FinetuneLoop
+from finetune.pipeline import free_port, init_keys
+from finetune.spool import Spool
+from finetune.transport import ActorClient
+from robot_bridge.safety import SafetyConfig, SafetyController, SafetyStatus
+from tests.deploy.conftest import QUICK_PARITY, fresh_bundle
+
+DT = 0.02
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    from deploy.export import export_policy
+
+    root = tmp_path_factory.mktemp("actor_policy")
+    bundle = fresh_bundle(root / "bundle", get_contract(), "sac", log_std=-1.0)
+    export_policy(bundle, root / "policy.onnx", **QUICK_PARITY)
+    return root / "policy.onnx"
+
+
+class Robot:
+    """Feeds a loop the measurements of a robot standing at the default pose (tilted on request)."""
+
+    def __init__(self, loop: FinetuneLoop) -> None:
+        self.loop, self.t = loop, 0.0
+        self.c = loop.contract
+        self.tilt = 0.0
+        self.nan = False
+
+    def tick(self):
+        self.t += DT
+        q = np.array(self.c.default_joint_pos) + 0.01 * math.sin(self.t)
+        if self.nan:
+            q[3] = np.nan
+        names = list(self.c.joint_names)
+        self.loop.on_joints(self.t, names, q, np.full(12, 0.1), np.full(12, 2.0))
+        half = self.tilt / 2
+        self.loop.on_imu(self.t, (math.sin(half), 0.0, 0.0, math.cos(half)), (0.0, 0.0, 0.1))
+        self.loop.on_body_velocity(self.t, (0.3, 0.0, 0.0))
+        self.loop.on_feet(self.t, (30.0, 30.0, 30.0, 30.0))
+        return self.loop.tick(self.t)
+
+
+def _loop(policy, tmp_path, **kw):
+    runner = PolicyRunner(policy)
+    keys = init_keys(tmp_path / "keys", ["a1"])
+    client = ActorClient(
+        f"tcp://127.0.0.1:{free_port()}",
+        keys / "a1.key_secret",
+        keys / "learner.key",
+        "a1",
+        tmp_path / "spool",
+        contract_hash=runner.contract.hash,
+    ).start()
+    config = SafetyConfig(soft_start_hold_s=0.0, watchdog_timeout_s=1.0, max_delta_per_tick=2.0, fall_tilt_rad=1.0)
+    safety = SafetyController(runner.contract, config, dt=DT)
+    loop = FinetuneLoop(runner, safety, (0.5, 0.0, 0.0), client=client, policy_dir=tmp_path / "policies", **kw)
+    return loop, client
+
+
+def test_episodes_end_as_the_protocol_says_and_transitions_chain(policy, tmp_path):
+    loop, client = _loop(policy, tmp_path, episode_steps=5)
+    robot = Robot(loop)
+    statuses = [robot.tick().status for _ in range(12)]
+    assert statuses[-1] is SafetyStatus.RUNNING and SafetyStatus.SOFT_START in statuses
+    running = statuses.count(SafetyStatus.RUNNING)
+    robot.tilt = 1.3  # beyond fall_tilt_rad: the safety layer latches "fallen"
+    assert robot.tick().status is SafetyStatus.FALLEN
+    assert loop.stats.transitions == running  # every running tick became one transition (the last one: the fall)
+    timeouts = list(range(4, running - 1, 5))  # every 5th transition; the last one is the fall
+    assert [e.end for e in loop.stats.episode_log] == ["timeout"] * len(timeouts) + ["fall"]
+    assert loop.reward.unmeasured == []
+    client.close()
+
+    batch = Spool(tmp_path / "spool", "a1").read_from(0, 1000)
+    assert batch is not None and len(batch) == running
+    np.testing.assert_array_equal(batch.seqs, np.arange(running))
+    ends = np.flatnonzero(batch.terminated | batch.truncated)
+    assert list(np.flatnonzero(batch.truncated)) == timeouts
+    assert list(np.flatnonzero(batch.terminated)) == [running - 1]
+    # within an episode, each transition's next observation is the next transition's observation
+    for i in range(running - 1):
+        if i not in ends:
+            np.testing.assert_array_equal(batch.next_obs[i], batch.obs[i + 1])
+    assert np.abs(batch.actions).max() <= 1.0 and np.isfinite(batch.rewards).all()
+    assert set(batch.reward_terms) == {k for k, w in loop.contract.rewards.items() if w}
+
+
+def test_a_next_state_that_cannot_be_measured_drops_the_transition(policy, tmp_path):
+    loop, client = _loop(policy, tmp_path)
+    robot = Robot(loop)
+    for _ in range(8):
+        robot.tick()
+    before = loop.stats.transitions
+    robot.nan = True
+    assert robot.tick().status is SafetyStatus.NONFINITE_STATE
+    assert loop.stats.dropped == 1 and loop.stats.transitions == before
+    client.close()
+
+
+def test_without_foot_contacts_the_air_time_term_is_left_out_and_listed(policy, tmp_path):
+    loop, client = _loop(policy, tmp_path)
+    assert "feet_air_time" in loop.reward.unmeasured and "dof_torques_l2" in loop.reward.unmeasured
+    loop.reward.on_feet(0.0, np.zeros(4))
+    assert "feet_air_time" not in loop.reward.unmeasured
+    client.close()
+
+
+def test_learner_lost_in_stand_mode_commands_the_default_pose(policy, tmp_path):
+    loop, client = _loop(policy, tmp_path, on_learner_lost="stand")
+    robot = Robot(loop)
+    decisions = [robot.tick() for _ in range(10)]
+    running = [d for d in decisions if d.status is SafetyStatus.RUNNING]
+    assert running, "the safety layer hands over after the soft start"
+    default = np.asarray(loop.contract.default_joint_pos)
+    for decision in running:
+        np.testing.assert_allclose(decision.command, default, atol=1e-9)
+    assert loop.stats.transitions == 0 and loop.stats.learner_lost_ticks >= len(running)
+    client.close()
