@@ -6,7 +6,8 @@ onnxruntime only, no torch).
 * the action is sampled from the policy's Gaussian (``mean``/``log_std`` outputs of the ONNX file, squashed as in
   training) unless ``explore`` is off; it still passes through the same safety layer;
 * every control period becomes a transition ``(obs, normalized action, reward, next obs, terminated,
-  truncated)`` with a sequence number, handed to :class:`~finetune.transport.ActorClient` (which spools it to disk
+  truncated)`` with a sequence number (the action is the one executed: when the safety layer bounds the policy's
+  targets, the bounded action is stored), handed to :class:`~finetune.transport.ActorClient` (which spools it to disk
   and delivers it exactly once); the reward is :class:`~finetune.reward.RobotReward`'s, from measurements;
 * a new policy from the learner is loaded off the control path and swapped in at the start of a tick, never
   during one.
@@ -84,6 +85,8 @@ class ActorStats:
     policies_rejected: int = 0
     policy_version: int = 0
     learner_lost_ticks: int = 0
+    actions_bounded: int = 0
+    """Transitions whose stored action is the safety layer's bounded one, not the policy's."""
     transitions_by_version: dict[int, int] = field(default_factory=dict)
     episode_log: list[EpisodeRecord] = field(default_factory=list)
 
@@ -248,6 +251,8 @@ class FinetuneLoop(PolicyLoop):
             if self.on_learner_lost == "stand" and self._pending is not None and state is not None:
                 self._close(state, EpisodeEnd.INTERRUPTED)
         decision = self.safety.step(now, state, lambda: self._policy_targets(state))
+        if decision.policy_ran and decision.command is not None and self._pending is not None:
+            self._record_executed(decision.command)
         if decision.status is not SafetyStatus.RUNNING:
             self.last_action[:] = 0.0
             if self._pending is not None:
@@ -258,6 +263,17 @@ class FinetuneLoop(PolicyLoop):
                     self._pending = None
                     self.stats.dropped += 1
         return decision
+
+    def _record_executed(self, command: np.ndarray) -> None:
+        """Store the action the robot executes: the safety layer may have bounded the policy's targets (per-tick
+        change, joint limits), and the learner must learn the value of what happened, not of what was asked."""
+        c, p = self.contract, self._pending
+        raw = (np.asarray(command, dtype=np.float64) - np.asarray(c.default_joint_pos)) / c.action_scale
+        if np.allclose(raw, p.raw, atol=1e-6):
+            return
+        p.raw = raw
+        p.action = np.clip(c.action_bounds.to_normalized(raw), -1.0, 1.0).astype(np.float32)
+        self.stats.actions_bounded += 1
 
     def _learner_lost(self) -> bool:
         return self.client is not None and not self.client.connected

@@ -65,6 +65,8 @@ REAL_BUFFER_FILE = "real_buffer.npz"
 REAL_SEQ_FILE = "real_seqs.npz"
 STATE_FILE = "finetune_state.json"
 SIM_BUFFER_FILE = "sim_buffer.npz"
+EXPORT_TOLERANCE = 1e-4
+"""Max abs error (raw action units) between torch and onnxruntime for a published policy."""
 LEARNER_CONFIG_FILE = "learner_config.json"
 
 
@@ -184,6 +186,7 @@ class LearnerStats:
     timeouts: int = 0
     owed_updates: float = 0.0
     checkpoints: int = 0
+    export_failures: int = 0
     episode_returns: list[float] = field(default_factory=list)
     """Return of every finished real episode, in arrival order."""
     current_return: dict[str, float] = field(default_factory=dict)
@@ -355,15 +358,31 @@ class Learner:
             stats.owed_updates += self.config.utd * len(batch)
 
     # ---- policies and checkpoints -------------------------------------------------------------
-    def publish_policy(self) -> Path:
-        from deploy.export import export_model
+    def publish_policy(self) -> Path | None:
+        """Export and publish the current actor; ``None`` (logged, counted) if the export's parity check fails."""
+        from deploy.export import ExportError, export_model
 
         self.stats.policy_version += 1
         version = self.stats.policy_version
         path = self.out / "policies" / f"policy_v{version:05d}.onnx"
         meta = {**self.source.meta, "bundle_id": f"finetune-v{version}", "num_timesteps": self.stats.real_transitions}
         self.model.policy.set_training_mode(False)
-        export_model(self.model.policy, self.algo, self.obs_norm, self.contract, meta, path, verbose=False)
+        try:  # raw actions reach a few rad: float32 rounding through tanh and the rescale is ~1e-5 there
+            export_model(
+                self.model.policy,
+                self.algo,
+                self.obs_norm,
+                self.contract,
+                meta,
+                path,
+                tolerance=EXPORT_TOLERANCE,
+                verbose=False,
+            )
+        except ExportError as exc:  # the robot keeps its current policy; the learner keeps learning
+            self.stats.policy_version -= 1
+            self.stats.export_failures += 1
+            self.log(f"learner: policy not published: {exc}")
+            return None
         if self.server is not None:
             update = PolicyUpdate(version, self.stats.updates, self.contract.hash, path.read_bytes())
             self.server.publish_policy(update)

@@ -287,6 +287,7 @@ class PolicyNode(Node):
         return {
             "transitions": stats.transitions,
             "dropped": stats.dropped,
+            "actions_bounded": stats.actions_bounded,
             "episodes": stats.episodes,
             "falls": stats.falls,
             "policy_version": stats.policy_version,
