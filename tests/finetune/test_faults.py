@@ -35,14 +35,18 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_learner_killed_and_resumed_loses_and_duplicates_nothing(tiny_bundle, tmp_path):
+def _learner_process(tiny_bundle, tmp_path):
+    """A learner process on a tiny trained bundle, with keys for actor ``a1``."""
     bundle = tiny_bundle("sac")
-    contract = load_bundle_files(bundle).contract
     keys = init_keys(tmp_path / "keys", ["a1"])
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    out = tmp_path / "learner"
-    log = tmp_path / "learner.log"
+    out, log = tmp_path / "learner", tmp_path / "learner.log"
     learner = start_learner(bundle, out, keys, endpoint, LEARNER_FLAGS, log=log)
+    return bundle, load_bundle_files(bundle).contract, keys, endpoint, out, log, learner
+
+
+def test_learner_killed_and_resumed_loses_and_duplicates_nothing(tiny_bundle, tmp_path):
+    bundle, contract, keys, endpoint, out, log, learner = _learner_process(tiny_bundle, tmp_path)
     client = ActorClient(
         endpoint,
         keys / "a1.key_secret",
@@ -92,13 +96,7 @@ def test_learner_killed_and_resumed_loses_and_duplicates_nothing(tiny_bundle, tm
 
 
 def test_actor_killed_and_restarted_is_accepted_by_the_same_learner(tiny_bundle, tmp_path):
-    bundle = tiny_bundle("sac")
-    contract = load_bundle_files(bundle).contract
-    keys = init_keys(tmp_path / "keys", ["a1"])
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    out = tmp_path / "learner"
-    log = tmp_path / "learner.log"
-    learner = start_learner(bundle, out, keys, endpoint, LEARNER_FLAGS, log=log)
+    bundle, contract, keys, endpoint, out, log, learner = _learner_process(tiny_bundle, tmp_path)
     cmd = [
         sys.executable,
         "-m",
