@@ -92,6 +92,8 @@ def start_learner(
         "--no-progress",
         *(extra or []),
     ]
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
     stream = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
     return subprocess.Popen(cmd, stdout=stream, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
