@@ -1,17 +1,20 @@
 """The real-robot graph in one process, with the emulated A1 standing in for the robot over UDP::
 
     python -m robot_bridge.run_robot_graph --policy policy.onnx --command 0.5 0 0 --seconds 10
-        [--odometry ground_truth|estimator] [--mass-scale 1.1 --motor-strength 0.9 ...]
+        [--odometry estimator|ground_truth] [--timeout-s 0.3] [--mass-scale 1.1 --motor-strength 0.9 ...]
 
 Nodes: ``emulator_node`` (``interface:=udp``: the robot, on a free loopback port), ``a1_driver`` (``dry_run:=false``,
-pointed at it), the policy node, and with ``--odometry estimator`` the state estimator; one executor thread spins
-them, the emulator and the driver have threads of their own. The policy's ``odom`` is the estimator's, or with
-``ground_truth`` the emulator's ``ground_truth/odom`` (remapped). Everything the policy sees went through the
-A1 wire protocol (joint states, IMU, foot forces) and everything it commands came back the same way.
+pointed at it), the ``estimator`` and the policy node: what ``launch/a1_robot.launch.py emulated:=true`` starts. One
+executor thread spins them, the emulator and the driver have threads of their own. The policy's ``odom`` (its
+``base_lin_vel``) is the estimator's, computed from the driver's ``joint_states``, ``imu`` and ``foot_contacts``
+as on the real robot; ``--odometry ground_truth`` (for diagnosis) drops the estimator and remaps the policy's
+``odom`` to the emulator's ``ground_truth/odom``. Everything the policy sees went through the A1 wire protocol
+(joint states, IMU, foot forces) and everything it commands came back the same way.
 
 Like :mod:`robot_bridge.run_emulated`, it measures ``--seconds`` of simulated time after the policy first runs
 and prints JSON last: mean forward velocity from ``ground_truth/odom``, falls, policy and driver statuses, the
-policy's safety counters and the driver's counters.
+policy's safety counters, the driver's counters and, with the estimator, its ``odom`` rate and its velocity
+error against the ground truth at the same stamps.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from nav_msgs.msg import Odometry
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -33,6 +37,7 @@ from std_msgs.msg import String
 from robot_bridge import qos
 from robot_bridge.a1_driver_node import A1DriverNode
 from robot_bridge.emulator_node import EmulatorNode
+from robot_bridge.estimator_node import EstimatorNode
 from robot_bridge.policy_node import PolicyNode
 from robot_bridge.run_emulated import FALL_HEIGHT, GraphResult, Monitor
 
@@ -43,9 +48,17 @@ _TRUTH = ["--ros-args", "-r", "odom:=ground_truth/odom"]
 @dataclass
 class RobotGraphResult(GraphResult):
     odometry: str
-    """Where the policy's ``odom`` came from: ``ground_truth`` or ``estimator``."""
+    """Where the policy's ``odom`` came from: ``estimator`` or ``ground_truth``."""
     driver_statuses: list[str]
     driver_counters: dict[str, object]
+    estimator_rate_hz: float | None = None
+    """``odom`` messages per wall-clock second from the estimator over the window (None: ground truth)."""
+    estimator_rmse: list[float] | None = None
+    """RMSE (m/s) of the estimated body velocity [vx, vy] against the ground truth at the same header stamps."""
+
+
+def _stamp(msg: Odometry) -> float:
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
 
 
 class RobotMonitor(Monitor):
@@ -54,7 +67,41 @@ class RobotMonitor(Monitor):
     def __init__(self, **kwargs) -> None:
         super().__init__(cli_args=_TRUTH, **kwargs)
         self.driver_statuses: list[str] = []
+        self.truth: list[tuple[float, float, float]] = []
+        """(header stamp s, body vx, body vy) of the ground truth."""
         self.create_subscription(String, "a1_driver/status", lambda m: self.driver_statuses.append(m.data), qos.STATUS)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        super()._on_odom(msg)
+        v = msg.twist.twist.linear
+        self.truth.append((_stamp(msg), v.x, v.y))
+
+
+class EstimateMonitor(Node):
+    """Records the estimator's ``odom`` as the policy node receives it: (header stamp s, arrival s, vx, vy)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("estimate_monitor", **kwargs)
+        self.estimates: list[tuple[float, float, float, float]] = []
+        self.create_subscription(Odometry, "odom", self._on_odom, qos.SENSOR)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        v = msg.twist.twist.linear
+        self.estimates.append((_stamp(msg), time.monotonic(), v.x, v.y))
+
+
+def estimator_tracking(
+    estimates: list[tuple[float, float, float, float]], truth: list[tuple[float, float, float]]
+) -> tuple[float, list[float]]:
+    """(odom messages per wall-clock second, RMSE [vx, vy] m/s against the truth interpolated at each stamp)."""
+    if len(estimates) < 2 or len(truth) < 2:
+        raise RuntimeError(f"too few samples to compare: {len(estimates)} estimates, {len(truth)} ground truth")
+    est, ref = np.array(estimates), np.array(truth)
+    inside = (est[:, 0] >= ref[0, 0]) & (est[:, 0] <= ref[-1, 0])
+    est = est[inside]
+    error = est[:, 2:4] - np.stack([np.interp(est[:, 0], ref[:, 0], ref[:, i]) for i in (1, 2)], axis=1)
+    rate = (len(est) - 1) / max(est[-1, 1] - est[0, 1], 1e-9)
+    return float(rate), np.sqrt((error**2).mean(axis=0)).round(4).tolist()
 
 
 def _overrides(values: dict) -> list[Parameter]:
@@ -66,7 +113,7 @@ def run_robot_graph(
     *,
     command: tuple[float, float, float] = (0.5, 0.0, 0.0),
     seconds: float = 10.0,
-    odometry: str = "ground_truth",
+    odometry: str = "estimator",
     gap: dict | None = None,
     policy_params: dict | None = None,
     driver_params: dict | None = None,
@@ -89,10 +136,10 @@ def run_robot_graph(
             {"robot_ip": ip, "robot_port": port, "local_ip": "127.0.0.1", "local_port": 0, "dry_run": False,
              **(driver_params or {})}))  # fmt: skip
         nodes.append(driver)
+        estimate_monitor = None
         if odometry == "estimator":
-            from robot_bridge.estimator_node import EstimatorNode  # written alongside; imported only when asked for
-
-            nodes.append(EstimatorNode(context=context))
+            estimate_monitor = EstimateMonitor(context=context)
+            nodes += [EstimatorNode(context=context), estimate_monitor]
         params = {"policy_path": str(policy_path), "initial_command": [float(c) for c in command],
                   **(policy_params or {})}  # fmt: skip
         cli_args = _TRUTH if odometry == "ground_truth" else None
@@ -116,6 +163,8 @@ def run_robot_graph(
         robot = emulator.robot
         with emulator.udp.lock:
             first, sim_start, x_start = len(monitor.odometry), robot.time, float(robot.data.qpos[0])
+            first_truth = len(monitor.truth)
+            first_estimate = 0 if estimate_monitor is None else len(estimate_monitor.estimates)
             contacts_before = robot.trunk_contacts
         while robot.time - sim_start < seconds:
             if not spinner.is_alive():
@@ -124,6 +173,9 @@ def run_robot_graph(
         with emulator.udp.lock:
             sim_seconds, x_end, contacts = robot.time - sim_start, float(robot.data.qpos[0]), robot.trunk_contacts
         window = np.array(monitor.odometry[first:])
+        tracking = (None, None)
+        if estimate_monitor is not None:
+            tracking = estimator_tracking(estimate_monitor.estimates[first_estimate:], monitor.truth[first_truth:])
         fell = contacts > contacts_before or any(s.startswith("fallen") for s in monitor.statuses)
         return RobotGraphResult(
             command=[float(c) for c in command],
@@ -141,6 +193,8 @@ def run_robot_graph(
             odometry=odometry,
             driver_statuses=list(monitor.driver_statuses),
             driver_counters=driver.driver.snapshot(),
+            estimator_rate_hz=None if tracking[0] is None else round(tracking[0], 1),
+            estimator_rmse=tracking[1],
         )
     finally:
         executor.shutdown()
@@ -156,14 +210,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", required=True, help="ONNX file from deploy.export")
     parser.add_argument("--command", type=float, nargs=3, default=(0.5, 0.0, 0.0), metavar=("VX", "VY", "WZ"))
     parser.add_argument("--seconds", type=float, default=10.0, help="simulated seconds with the policy in control")
-    parser.add_argument("--odometry", choices=ODOMETRY, default="ground_truth", help="the policy's odom source")
+    parser.add_argument(
+        "--odometry",
+        choices=ODOMETRY,
+        default="estimator",
+        help="the policy's odom: the estimator (the real graph) or the emulator's ground truth",
+    )
+    parser.add_argument(
+        "--timeout-s",
+        type=float,
+        help="policy watchdog and driver command/state timeouts (s); "
+        "default: the nodes' 0.1; 0.3 on a busy machine, whose stalls would trip them",
+    )
     gap_names = ("mass_scale", "friction", "motor_strength", "action_latency_s", "sensor_noise")
     for name in gap_names:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, help="dynamics gap (emulator parameter)")
     args = parser.parse_args(argv)
     gap = {name: getattr(args, name) for name in gap_names if getattr(args, name) is not None}
+    policy_params, driver_params = {}, {}
+    if args.timeout_s is not None:
+        policy_params = {"watchdog_timeout_s": args.timeout_s}
+        driver_params = {"command_timeout_s": args.timeout_s, "state_timeout_s": args.timeout_s}
     result = run_robot_graph(args.policy, command=tuple(args.command), seconds=args.seconds, odometry=args.odometry,
-                             gap=gap)  # fmt: skip
+                             gap=gap, policy_params=policy_params, driver_params=driver_params)  # fmt: skip
     print(json.dumps(asdict(result)), flush=True)
     return 1 if result.fell else 0
 
