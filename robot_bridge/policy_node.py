@@ -253,6 +253,10 @@ class PolicyNode(Node):
     def _finetune_loop(self, p: dict, runner, safety: SafetyController):
         from finetune.actor import FinetuneLoop  # numpy + onnxruntime (+ pyzmq with a learner); no torch
 
+        for name, allowed in (("command_mode", ("fixed", "sample")), ("on_learner_lost", ("keep", "stand"))):
+            if p[name] not in allowed:  # before the client starts a thread
+                raise ValueError(f"parameter {name} must be one of {allowed}, got {p[name]!r}")
+
         if p["learner_endpoint"]:
             from finetune.transport import ActorClient
 
@@ -373,7 +377,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
         node = PolicyNode()
-    except (ContractError, PolicyFileError) as exc:
+    except (ContractError, PolicyFileError, ValueError) as exc:
         print(f"policy_node: refusing to start: {exc}", flush=True)
         rclpy.try_shutdown()
         return 1
