@@ -616,13 +616,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a1-finetune-learner", description=__doc__.split("\n\n")[0])
     parser.add_argument("--resume", help="fine-tuning run directory (or checkpoint) to continue exactly")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from pretrain.config import field_docs
+
+    docs = field_docs(LearnerConfig)
     for name, f in LearnerConfig.__dataclass_fields__.items():
-        default = f.default
+        default, text = f.default, docs.get(name, "").replace("%", "%%")
         flag = f"--{name.replace('_', '-')}"
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:
-            parser.add_argument(flag, type=type(default), default=default)
+            parser.add_argument(flag, type=type(default), default=default, help=f"{text} (default: {default})")
     return parser
 
 

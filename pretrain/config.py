@@ -321,6 +321,21 @@ def unflatten(flags: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal under it), whitespace-collapsed, read from the class source:
+    what CLIs and ROS parameter descriptions show."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for field_node, doc in zip(body, body[1:], strict=False):
+        if isinstance(field_node, ast.AnnAssign) and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
+            docs[field_node.target.id] = " ".join(str(doc.value.value).split())
+    return docs
+
+
 def field_paths(config: Any = None, prefix: str = "") -> list[tuple[str, Any, str]]:
     """(dotted name, current value, docstring-free type name) of every leaf field, for building the CLI."""
     config = config if config is not None else TrainConfig()

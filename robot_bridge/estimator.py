@@ -23,10 +23,7 @@ integrated: the velocity covariance is inflated instead. Wrong shapes raise :cla
 
 from __future__ import annotations
 
-import ast
 import collections
-import inspect
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -85,14 +82,10 @@ class EstimatorConfig:
 
     @classmethod
     def field_docs(cls) -> dict[str, str]:
-        """Each field's docstring (one line), read from this source: the node's parameter descriptions."""
-        source = textwrap.dedent(inspect.getsource(cls))
-        body = ast.parse(source).body[0].body
-        docs = {}
-        for field, doc in zip(body, body[1:], strict=False):
-            if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
-                docs[field.target.id] = " ".join(str(doc.value.value).split())
-        return docs
+        """Each field's docstring (one line): the node's parameter descriptions."""
+        from pretrain.config import field_docs
+
+        return field_docs(cls)
 
 
 @dataclass(frozen=True)
