@@ -6,7 +6,7 @@ import sys
 
 COMMANDS = {
     "pipeline": ("finetune.pipeline", "the whole pipeline on the emulated A1, with a report"),
-    "learner": ("finetune.learner", "the learner (workstation): keeps training the bundle's model"),
+    "learner": ("finetune.learner_cli", "the learner (workstation): keeps training the bundle's model"),
     "actor": ("finetune.emulated", "the actor on the emulated A1 (emulator + policy node in fine-tuning mode)"),
     "keys": ("finetune.keys", "create a CurveZMQ key pair"),
 }

@@ -28,7 +28,6 @@ bundle, and ``--resume`` reloads it from there.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import json
@@ -42,18 +41,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 
-from a1_contract import TaskContract
+from finetune.buffers import FrozenObsNorm, MixedReplayBuffer, SpacesOnlyEnv, new_buffer, simulated_buffer
 from finetune.protocol import PolicyUpdate, TransitionBatch
 from finetune.transport import LearnerServer, SequenceTracker
 from pretrain.bundle import (
     BUFFER_FILE,
     BundleError,
     CheckpointDir,
-    ObsNorm,
     fsync_path,
     load_bundle_files,
     load_replay_buffer,
@@ -116,64 +113,6 @@ class LearnerConfig:
     seed: int = 0
 
 
-class FrozenObsNorm:
-    """The bundle's observation normalization, frozen (the exported policies have it folded in).
-
-    SB3's replay buffers call ``normalize_obs``/``normalize_reward`` of a ``VecNormalize`` at sample time.
-    """
-
-    def __init__(self, obs_norm: ObsNorm) -> None:
-        self.obs_norm = obs_norm
-
-    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
-        return self.obs_norm.normalize(np.asarray(obs, dtype=np.float64)).astype(np.float32)
-
-    def normalize_reward(self, reward: np.ndarray) -> np.ndarray:
-        return reward
-
-
-class MixedReplayBuffer:
-    """Samples ``real_fraction`` of a batch from ``real`` and the rest from ``sim`` (SB3 buffers, same class)."""
-
-    def __init__(self, sim: Any | None, real: Any, real_fraction: float, seed: int = 0) -> None:
-        if not 0.0 <= real_fraction <= 1.0:
-            raise ValueError(f"real_fraction must be in [0, 1], got {real_fraction}")
-        self.sim, self.real, self.real_fraction = sim, real, float(real_fraction)
-
-    def split(self, batch_size: int) -> tuple[int, int]:
-        """(rows from real, rows from sim) for one batch."""
-        if self.sim is None or self.sim.size() == 0:
-            return batch_size, 0
-        if self.real.size() == 0:
-            return 0, batch_size
-        n_real = int(round(batch_size * self.real_fraction))
-        return n_real, batch_size - n_real
-
-    def sample(self, batch_size: int, env: Any = None) -> Any:
-        n_real, n_sim = self.split(batch_size)
-        parts = [buf.sample(n, env=env) for buf, n in ((self.real, n_real), (self.sim, n_sim)) if n > 0]
-        if len(parts) == 1:
-            return parts[0]
-        return type(parts[0])(*(None if a is None else th.cat([a, b]) for a, b in zip(*parts, strict=True)))
-
-    def size(self) -> int:
-        return self.real.size() + (self.sim.size() if self.sim is not None else 0)
-
-
-class _SpacesOnlyEnv(gym.Env):
-    """Declares the spaces of a fresh model (SB3 builds a model from an env); never stepped."""
-
-    def __init__(self, contract: TaskContract) -> None:
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (contract.obs_dim,), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (contract.num_joints,), np.float32)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        raise RuntimeError("the fine-tuning learner never steps an environment")
-
-    def step(self, action: Any):
-        raise RuntimeError("the fine-tuning learner never steps an environment")
-
-
 @dataclass
 class LearnerStats:
     """Counters of this run (saved in every checkpoint, continued by ``--resume``)."""
@@ -222,7 +161,7 @@ class Learner:
             checkpoint.contract.require_same(self.contract, what=f"checkpoint {checkpoint.path}")
             self.model = ALGO_CLASSES[self.algo].load(checkpoint.path / "model.zip", device="cpu")
         elif config.fresh:
-            self.model = make_model(self.train_config, _SpacesOnlyEnv(self.contract))
+            self.model = make_model(self.train_config, SpacesOnlyEnv(self.contract))
         else:
             self.model = ALGO_CLASSES[self.algo].load(source.path / "model.zip", device="cpu")
         model = self.model
@@ -265,52 +204,14 @@ class Learner:
 
     # ---- buffers --------------------------------------------------------------------------------
     def _new_buffer(self, size: int, n_envs: int) -> Any:
-        m = self.model
-        return m.replay_buffer_class(
-            size,
-            m.observation_space,
-            m.action_space,
-            device=m.device,
-            n_envs=n_envs,
-            optimize_memory_usage=False,
-            handle_timeout_termination=True,
-            **(m.replay_buffer_kwargs or {}),
-        )
+        return new_buffer(self.model, size, n_envs)
 
     def _filled_sim_buffer(self, transitions: int, progress: bool) -> Any:
         """The bundle's policy in the embedded simulator (``sim_fill``); cached in ``out/sim_buffer.npz``."""
-        cfg = self.train_config
-        num_envs = cfg.env.num_envs
-        buffer = self._new_buffer(-(-transitions // num_envs) * num_envs, num_envs)  # SB3: total over envs
         cache = self.out / SIM_BUFFER_FILE
-        if cache.is_file():
-            load_replay_buffer(buffer, cache)
-            return buffer
-        from pretrain.factory import make_env
-
-        self.log(f"learner: the bundle has no replay buffer; simulating {transitions} transitions of its policy")
-        env = make_env(cfg, self.contract, seed=cfg.seed + 7919)
-        th.manual_seed(cfg.seed)
-        normalize = self.model._vec_normalize_env.normalize_obs
-        obs = env.reset()
-        steps = buffer.buffer_size
-        bar = _iter(range(steps), progress, "simulator buffer")
-        for _ in bar:
-            actions, _ = self.model.predict(normalize(obs), deterministic=False)
-            new_obs, rewards, dones, infos = env.step(actions)
-            next_obs = new_obs.copy()
-            for i, done in enumerate(dones):
-                if done:
-                    next_obs[i] = infos[i]["terminal_observation"]
-            buffer.add(obs, next_obs, actions, rewards, dones, infos)
-            obs = new_obs
-        env.close()
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        save_replay_buffer(buffer, tmp)
-        fsync_path(tmp)
-        os.replace(tmp, cache)
-        return buffer
+        if not cache.is_file():
+            self.log(f"learner: the bundle has no replay buffer; simulating {transitions} transitions of its policy")
+        return simulated_buffer(self.model, self.train_config, self.contract, transitions, cache, progress)
 
     @property
     def real_size(self) -> int:
@@ -587,14 +488,6 @@ def _progress(enabled: bool):
     return update
 
 
-def _iter(iterable, progress: bool, desc: str):
-    if not progress:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, unit=" steps", dynamic_ncols=True, leave=False)
-
-
 def _latest(path: str | Path) -> Path:
     path = Path(path)
     for candidate in (path / "checkpoints" / "latest", path / "latest", path):
@@ -610,40 +503,3 @@ RESUME_MAY_CHANGE = ("minutes", "max_updates", "endpoint", "keys", "torch_thread
 def _resume_overrides(config: LearnerConfig) -> dict[str, Any]:
     defaults = LearnerConfig()
     return {k: getattr(config, k) for k in RESUME_MAY_CHANGE if getattr(config, k) != getattr(defaults, k)}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="a1-finetune-learner", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--resume", help="fine-tuning run directory (or checkpoint) to continue exactly")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from pretrain.config import field_docs
-
-    docs = field_docs(LearnerConfig)
-    for name, f in LearnerConfig.__dataclass_fields__.items():
-        default, text = f.default, docs.get(name, "").replace("%", "%%")
-        flag = f"--{name.replace('_', '-')}"
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
-        else:
-            parser.add_argument(flag, type=type(default), default=default, help=f"{text} (default: {default})")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser_args = build_parser().parse_args(argv)
-    config = LearnerConfig(**{name: getattr(parser_args, name) for name in LearnerConfig.__dataclass_fields__})
-    if not args.resume and not config.bundle:
-        print("a1-finetune-learner: --bundle (pretraining bundle) or --resume (fine-tuning run) is required")
-        return 2
-    try:
-        learner = Learner(config, resume=args.resume, progress=not args.no_progress)
-    except (BundleError, FileNotFoundError, ValueError) as exc:
-        print(f"a1-finetune-learner: {exc}")
-        return 1
-    summary = learner.run()
-    print(json.dumps(summary), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

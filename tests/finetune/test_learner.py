@@ -7,7 +7,8 @@ import pytest
 import torch as th
 
 from deploy.runner import PolicyRunner
-from finetune.learner import Learner, LearnerConfig, MixedReplayBuffer
+from finetune.buffers import MixedReplayBuffer
+from finetune.learner import Learner, LearnerConfig
 from tests.finetune.conftest import make_batch
 
 

@@ -1,0 +1,132 @@
+"""The learner's replay data: SB3 buffers for real and simulated transitions and how a batch mixes them.
+
+* :class:`MixedReplayBuffer`: ``real_fraction`` of each batch from the real buffer, the rest from the
+  simulator's (all real while there is no simulator data);
+* :class:`FrozenObsNorm`: the bundle's observation normalization, applied at sample time as SB3 does;
+* :func:`simulated_buffer`: a simulator buffer for a bundle saved without one, from its own policy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+
+from a1_contract import TaskContract
+from pretrain.bundle import ObsNorm, fsync_path, load_replay_buffer, save_replay_buffer
+
+
+class FrozenObsNorm:
+    """The bundle's observation normalization, frozen (the exported policies have it folded in).
+
+    SB3's replay buffers call ``normalize_obs``/``normalize_reward`` of a ``VecNormalize`` at sample time.
+    """
+
+    def __init__(self, obs_norm: ObsNorm) -> None:
+        self.obs_norm = obs_norm
+
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        return self.obs_norm.normalize(np.asarray(obs, dtype=np.float64)).astype(np.float32)
+
+    def normalize_reward(self, reward: np.ndarray) -> np.ndarray:
+        return reward
+
+
+class MixedReplayBuffer:
+    """Samples ``real_fraction`` of a batch from ``real`` and the rest from ``sim`` (SB3 buffers, same class)."""
+
+    def __init__(self, sim: Any | None, real: Any, real_fraction: float, seed: int = 0) -> None:
+        if not 0.0 <= real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1], got {real_fraction}")
+        self.sim, self.real, self.real_fraction = sim, real, float(real_fraction)
+
+    def split(self, batch_size: int) -> tuple[int, int]:
+        """(rows from real, rows from sim) for one batch."""
+        if self.sim is None or self.sim.size() == 0:
+            return batch_size, 0
+        if self.real.size() == 0:
+            return 0, batch_size
+        n_real = int(round(batch_size * self.real_fraction))
+        return n_real, batch_size - n_real
+
+    def sample(self, batch_size: int, env: Any = None) -> Any:
+        n_real, n_sim = self.split(batch_size)
+        parts = [buf.sample(n, env=env) for buf, n in ((self.real, n_real), (self.sim, n_sim)) if n > 0]
+        if len(parts) == 1:
+            return parts[0]
+        return type(parts[0])(*(None if a is None else th.cat([a, b]) for a, b in zip(*parts, strict=True)))
+
+    def size(self) -> int:
+        return self.real.size() + (self.sim.size() if self.sim is not None else 0)
+
+
+class SpacesOnlyEnv(gym.Env):
+    """Declares the spaces of a fresh model (SB3 builds a model from an env); never stepped."""
+
+    def __init__(self, contract: TaskContract) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (contract.obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (contract.num_joints,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        raise RuntimeError("the fine-tuning learner never steps an environment")
+
+    def step(self, action: Any):
+        raise RuntimeError("the fine-tuning learner never steps an environment")
+
+
+def new_buffer(model: Any, size: int, n_envs: int) -> Any:
+    """An empty buffer of the model's replay-buffer class; ``size`` transitions in all (SB3: over all envs)."""
+    return model.replay_buffer_class(
+        size,
+        model.observation_space,
+        model.action_space,
+        device=model.device,
+        n_envs=n_envs,
+        optimize_memory_usage=False,
+        handle_timeout_termination=True,
+        **(model.replay_buffer_kwargs or {}),
+    )
+
+
+def simulated_buffer(
+    model: Any, cfg: Any, contract: TaskContract, transitions: int, cache: Path, progress: bool
+) -> Any:
+    """``transitions`` of ``model``'s stochastic policy in the embedded simulator under the training conditions of
+    ``cfg`` (a :class:`~pretrain.config.TrainConfig`), stored as SB3 stores them (raw observations, true terminal
+    observations); read from ``cache`` when it exists, else written there atomically."""
+    from pretrain.factory import make_env
+
+    num_envs = cfg.env.num_envs
+    buffer = new_buffer(model, -(-transitions // num_envs) * num_envs, num_envs)
+    if cache.is_file():
+        load_replay_buffer(buffer, cache)
+        return buffer
+    env = make_env(cfg, contract, seed=cfg.seed + 7919)
+    th.manual_seed(cfg.seed)
+    normalize = model._vec_normalize_env.normalize_obs
+    obs = env.reset()
+    steps = range(buffer.buffer_size)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc="simulator buffer", unit=" steps", dynamic_ncols=True, leave=False)
+    for _ in steps:
+        actions, _ = model.predict(normalize(obs), deterministic=False)
+        new_obs, rewards, dones, infos = env.step(actions)
+        next_obs = new_obs.copy()
+        for i, done in enumerate(dones):
+            if done:
+                next_obs[i] = infos[i]["terminal_observation"]
+        buffer.add(obs, next_obs, actions, rewards, dones, infos)
+        obs = new_obs
+    env.close()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    save_replay_buffer(buffer, tmp)
+    fsync_path(tmp)
+    os.replace(tmp, cache)
+    return buffer

@@ -1,0 +1,49 @@
+"""``a1-finetune-learner`` / ``python -m finetune learner``: the command line of :class:`finetune.learner.Learner`
+(every :class:`~finetune.learner.LearnerConfig` field is a flag, with its docstring as help)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from finetune.learner import Learner, LearnerConfig
+from pretrain.bundle import BundleError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from finetune import learner
+
+    parser = argparse.ArgumentParser(prog="a1-finetune-learner", description=learner.__doc__.split("\n\n")[0])
+    parser.add_argument("--resume", help="fine-tuning run directory (or checkpoint) to continue exactly")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from pretrain.config import field_docs
+
+    docs = field_docs(LearnerConfig)
+    for name, f in LearnerConfig.__dataclass_fields__.items():
+        default, text = f.default, docs.get(name, "").replace("%", "%%")
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=f"{text} (default: {default})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser_args = build_parser().parse_args(argv)
+    config = LearnerConfig(**{name: getattr(parser_args, name) for name in LearnerConfig.__dataclass_fields__})
+    if not args.resume and not config.bundle:
+        print("a1-finetune-learner: --bundle (pretraining bundle) or --resume (fine-tuning run) is required")
+        return 2
+    try:
+        learner = Learner(config, resume=args.resume, progress=not args.no_progress)
+    except (BundleError, FileNotFoundError, ValueError) as exc:
+        print(f"a1-finetune-learner: {exc}")
+        return 1
+    summary = learner.run()
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
