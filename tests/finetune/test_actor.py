@@ -129,3 +129,36 @@ def test_learner_lost_in_stand_mode_commands_the_default_pose(policy, tmp_path):
         np.testing.assert_allclose(decision.command, default, atol=1e-9)
     assert loop.stats.transitions == 0 and loop.stats.learner_lost_ticks >= len(running)
     client.close()
+
+
+def test_the_actor_runs_without_torch(policy):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import sys
+BLOCKED = ("torch", "stable_baselines3", "sb3_contrib", "onnx", "mujoco", "gymnasium")
+for name in BLOCKED:
+    sys.modules[name] = None  # any import of these now raises ImportError
+import numpy as np
+from deploy.runner import PolicyRunner
+from finetune.actor import FinetuneLoop
+from finetune.transport import ActorClient  # the robot's transport too
+from robot_bridge.safety import SafetyConfig, SafetyController
+runner = PolicyRunner({str(policy)!r})
+c = runner.contract
+loop = FinetuneLoop(runner, SafetyController(c, SafetyConfig(soft_start_hold_s=0.0), dt=0.02), (0.5, 0, 0))
+for k in range(20):
+    t = 0.02 * (k + 1)
+    loop.on_joints(t, list(c.joint_names), np.array(c.default_joint_pos), np.zeros(12), np.zeros(12))
+    loop.on_imu(t, (0.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0))
+    loop.on_body_velocity(t, (0.0, 0.0, 0.0))
+    loop.tick(t)
+assert loop.stats.transitions > 0, loop.stats
+print("ok", loop.stats.transitions)
+"""
+    repo = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.startswith("ok")
