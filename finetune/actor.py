@@ -243,9 +243,12 @@ class FinetuneLoop(PolicyLoop):
                 if self.client is not None:
                     self.client.set_policy_version(version)
         state = self.state()
-        if self._pending is not None and self._end_request is not None and state is not None:
-            self._close(state, self._end_request)
-            self._end_request = None
+        if self._end_request is not None:
+            if self._pending is None:  # no episode step in flight (the policy was not running): nothing to end
+                self._end_request = None
+            elif state is not None:
+                self._close(state, self._end_request)
+                self._end_request = None
         if self._learner_lost():
             self.stats.learner_lost_ticks += 1
             if self.on_learner_lost == "stand" and self._pending is not None and state is not None:

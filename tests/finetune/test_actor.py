@@ -162,3 +162,17 @@ print("ok", loop.stats.transitions)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.startswith("ok")
+
+
+def test_an_operator_reset_ends_the_episode_truncated(policy, tmp_path):
+    loop, client = _loop(policy, tmp_path)
+    robot = Robot(loop)
+    for _ in range(10):
+        robot.tick()
+    before = loop.stats.transitions
+    loop.end_episode("operator")
+    robot.tick()
+    assert loop.stats.episode_log[-1].end == "operator" and loop.stats.transitions == before + 1
+    client.close()
+    batch = Spool(tmp_path / "spool", "a1").read_from(0, 1000)
+    assert batch.truncated[-1] and not batch.terminated[-1]
