@@ -6,9 +6,10 @@ onnxruntime only, no torch).
 * the action is sampled from the policy's Gaussian (``mean``/``log_std`` outputs of the ONNX file, squashed as in
   training) unless ``explore`` is off; it still passes through the same safety layer;
 * every control period becomes a transition ``(obs, normalized action, reward, next obs, terminated,
-  truncated)`` with a sequence number (the action is the one executed: when the safety layer bounds the policy's
-  targets, the bounded action is stored), handed to :class:`~finetune.transport.ActorClient` (which spools it to disk
-  and delivers it exactly once); the reward is :class:`~finetune.reward.RobotReward`'s, from measurements;
+  truncated)`` with a sequence number (the action is the policy's; the safety layer's bounding counts as part of
+  the robot's dynamics, as clipping does in the simulator), handed to :class:`~finetune.transport.ActorClient`
+  (which spools it to disk and delivers it exactly once); the reward is :class:`~finetune.reward.RobotReward`'s,
+  from measurements;
 * a new policy from the learner is loaded off the control path and swapped in at the start of a tick, never
   during one.
 
@@ -86,7 +87,7 @@ class ActorStats:
     policy_version: int = 0
     learner_lost_ticks: int = 0
     actions_bounded: int = 0
-    """Transitions whose stored action is the safety layer's bounded one, not the policy's."""
+    """Transitions in which the safety layer bounded the policy's targets (the stored action is the policy's)."""
     transitions_by_version: dict[int, int] = field(default_factory=dict)
     episode_log: list[EpisodeRecord] = field(default_factory=list)
 
@@ -255,7 +256,7 @@ class FinetuneLoop(PolicyLoop):
                 self._close(state, EpisodeEnd.INTERRUPTED)
         decision = self.safety.step(now, state, lambda: self._policy_targets(state))
         if decision.policy_ran and decision.command is not None and self._pending is not None:
-            self._record_executed(decision.command)
+            self._count_bounded(decision.command)
         if decision.status is not SafetyStatus.RUNNING:
             self.last_action[:] = 0.0
             if self._pending is not None:
@@ -267,16 +268,17 @@ class FinetuneLoop(PolicyLoop):
                     self.stats.dropped += 1
         return decision
 
-    def _record_executed(self, command: np.ndarray) -> None:
-        """Store the action the robot executes: the safety layer may have bounded the policy's targets (per-tick
-        change, joint limits), and the learner must learn the value of what happened, not of what was asked."""
+    def _count_bounded(self, command: np.ndarray) -> None:
+        """Count the ticks in which the safety layer changed the policy's targets (per-tick bound, joint limits).
+
+        The transition keeps the policy's own action: the bounding is part of the robot's dynamics, as the
+        simulator's clipping is. (Storing the bounded action instead was measured to ruin fine-tuning: the actor
+        drifted to actions the data never covers, where the critics extrapolate; benchmarks/finetune_gain.py.)
+        """
         c, p = self.contract, self._pending
         raw = (np.asarray(command, dtype=np.float64) - np.asarray(c.default_joint_pos)) / c.action_scale
-        if np.allclose(raw, p.raw, atol=1e-6):
-            return
-        p.raw = raw
-        p.action = np.clip(c.action_bounds.to_normalized(raw), -1.0, 1.0).astype(np.float32)
-        self.stats.actions_bounded += 1
+        if not np.allclose(raw, p.raw, atol=1e-6):
+            self.stats.actions_bounded += 1
 
     def _learner_lost(self) -> bool:
         return self.client is not None and not self.client.connected
