@@ -40,16 +40,20 @@ from finetune.pipeline import (  # noqa: E402
 def finetune_run(args, out: Path, keys: Path, policy0: Path, fresh: bool) -> dict:
     """Fine-tune for ``args.minutes`` on the gapped robot; returns {mark: policy file in use at that mark}."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    extra = [
-        "--utd",
-        str(args.utd),
-        "--publish-every",
-        str(args.publish_every),
-        "--learning-starts",
-        str(args.learning_starts),
-        "--checkpoint-every-s",
-        "60",
-    ] + (["--fresh"] if fresh else [])
+    extra = (
+        [
+            "--utd",
+            str(args.utd),
+            "--publish-every",
+            str(args.publish_every),
+            "--learning-starts",
+            str(args.learning_starts),
+            "--checkpoint-every-s",
+            "60",
+        ]
+        + (["--fresh"] if fresh else [])
+        + list(args.learner_arg)
+    )
     learner = start_learner(args.bundle, out / "learner", keys, endpoint, extra, out / "learner.log")
     in_use: list[tuple[float, int]] = []
 
@@ -118,6 +122,12 @@ def main() -> int:
     p.add_argument("--learning-starts", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-scratch", action="store_true", help="only fine-tune from the reference")
+    p.add_argument(
+        "--learner-arg",
+        action="append",
+        default=[],
+        help="extra learner flag (repeat), e.g. --learner-arg=--learning-rate --learner-arg=1e-4",
+    )
     args = p.parse_args()
     from deploy.export import export_policy
 

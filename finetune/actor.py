@@ -258,14 +258,14 @@ class FinetuneLoop(PolicyLoop):
         if decision.policy_ran and decision.command is not None and self._pending is not None:
             self._count_bounded(decision.command)
         if decision.status is not SafetyStatus.RUNNING:
-            self.last_action[:] = 0.0
-            if self._pending is not None:
+            if self._pending is not None:  # before the reset below: the next obs holds the last action taken
                 if state is not None and _finite(state):
                     end = EpisodeEnd.FALL if decision.status is SafetyStatus.FALLEN else EpisodeEnd.INTERRUPTED
                     self._close(state, end)
                 else:
                     self._pending = None
                     self.stats.dropped += 1
+            self.last_action[:] = 0.0
         return decision
 
     def _count_bounded(self, command: np.ndarray) -> None:

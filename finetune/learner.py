@@ -93,6 +93,8 @@ class LearnerConfig:
     written once to ``sim_buffer.npz`` in the run directory (a resume reads it back). 0: none."""
     critic_warmup: int = 1000
     """First gradient steps that update only the critics: the actor waits until they have seen real data."""
+    learning_rate: float = 0.0
+    """Learning rate of actor, critics and entropy coefficient; 0 = the bundle's."""
     learning_starts: int = 200
     """Real transitions received before the first gradient step."""
     batch_size: int = 0
@@ -165,6 +167,11 @@ class Learner:
         else:
             self.model = ALGO_CLASSES[self.algo].load(source.path / "model.zip", device="cpu")
         model = self.model
+        if config.learning_rate > 0:
+            from stable_baselines3.common.utils import get_schedule_fn
+
+            model.learning_rate = config.learning_rate
+            model.lr_schedule = get_schedule_fn(config.learning_rate)
         model._vec_normalize_env = FrozenObsNorm(self.obs_norm)
         from stable_baselines3.common.logger import configure
 

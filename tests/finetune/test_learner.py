@@ -144,3 +144,12 @@ def test_a_bundle_without_buffer_gets_simulated_data_once(tiny_bundle, tmp_path)
     assert np.isfinite(sim.observations[: sim.size()]).all() and np.abs(sim.actions[: sim.size()]).max() <= 1.0
     again = Learner(config, progress=False)  # read back, not simulated again
     np.testing.assert_array_equal(again.mixed.sim.observations, sim.observations)
+
+
+def test_the_learning_rate_can_be_lowered_for_fine_tuning(tiny_bundle, tmp_path):
+    learner = _learner(tiny_bundle, tmp_path, learning_starts=0, critic_warmup=0, learning_rate=1e-4)
+    _feed(learner, make_batch(learner.contract, "a1", 0, 64))
+    learner.train(2)
+    m = learner.model
+    for optimizer in (m.actor.optimizer, m.critic.optimizer, m.ent_coef_optimizer):
+        assert all(group["lr"] == pytest.approx(1e-4) for group in optimizer.param_groups)
