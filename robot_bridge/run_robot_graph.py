@@ -3,9 +3,10 @@
     python -m robot_bridge.run_robot_graph --policy policy.onnx --command 0.5 0 0 --seconds 10
         [--odometry estimator|ground_truth] [--timeout-s 0.3] [--mass-scale 1.1 --motor-strength 0.9 ...]
 
-Nodes: ``emulator_node`` (``interface:=udp``: the robot, on a free loopback port), ``a1_driver`` (``dry_run:=false``,
-pointed at it), the ``estimator`` and the policy node: what ``launch/a1_robot.launch.py emulated:=true`` starts. One
-executor thread spins them, the emulator and the driver have threads of their own. The policy's ``odom`` (its
+Nodes: ``emulator_node`` (``interface:=udp``: the robot, on a free loopback port, in a process of its own as the
+robot is a machine of its own), ``a1_driver`` (``dry_run:=false``, pointed at it), the ``estimator`` and the policy
+node: what ``launch/a1_robot.launch.py emulated:=true`` starts. One executor thread spins the last three; the driver
+has a thread of its own. The policy's ``odom`` (its
 ``base_lin_vel``) is the estimator's, computed from the driver's ``joint_states``, ``imu`` and ``foot_contacts``
 as on the real robot; ``--odometry ground_truth`` (for diagnosis) drops the estimator and remaps the policy's
 ``odom`` to the emulator's ``ground_truth/odom``. Everything the policy sees went through the A1 wire protocol
@@ -108,6 +109,75 @@ def _overrides(values: dict) -> list[Parameter]:
     return [Parameter(name, value=value) for name, value in values.items()]
 
 
+_ROBOT_FIELDS = ("time", "x", "trunk_contacts", "steps_behind", "port")
+
+
+def _robot_process(gap: dict, shared, ready, stop) -> None:
+    """The emulated A1 (``emulator_node``, ``interface:=udp``) in a process of its own, as the robot is a machine of
+    its own: its physics and 500 Hz UDP state stream do not share an interpreter lock with the nodes under test.
+    ``shared`` carries the ground truth the parent measures with (:data:`_ROBOT_FIELDS`)."""
+    context = rclpy.Context()
+    rclpy.init(context=context, args=[])
+    executor = SingleThreadedExecutor(context=context)
+    node = EmulatorNode(
+        context=context,
+        parameter_overrides=_overrides({"interface": "udp", "udp_ip": "127.0.0.1", "udp_port": 0, **gap}),
+    )
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    robot = node.robot
+    try:
+        while not stop.is_set():
+            with node.udp.lock:
+                shared[:] = [
+                    robot.time,
+                    float(robot.data.qpos[0]),
+                    robot.trunk_contacts,
+                    node.steps_behind_wall_clock,
+                    node.udp.address[1],
+                ]
+            ready.set()
+            stop.wait(0.01)
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=5.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+class _RobotProcess:
+    """Starts :func:`_robot_process` (spawned: no fork of a process with DDS threads) and reads its ground truth."""
+
+    def __init__(self, gap: dict, timeout_s: float = 60.0) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._shared = ctx.Array("d", len(_ROBOT_FIELDS))
+        self._ready, self._stop = ctx.Event(), ctx.Event()
+        self.process = ctx.Process(
+            target=_robot_process, args=(gap, self._shared, self._ready, self._stop), name="emulated_a1", daemon=True
+        )
+        self.process.start()
+        if not self._ready.wait(timeout_s):
+            self.close()
+            raise TimeoutError(f"the emulated A1 process did not start within {timeout_s} s")
+
+    def read(self) -> dict[str, float]:
+        with self._shared.get_lock():
+            return dict(zip(_ROBOT_FIELDS, self._shared[:], strict=True))
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.process.join(timeout=10.0)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
 def run_robot_graph(
     policy_path: str | Path,
     *,
@@ -127,21 +197,33 @@ def run_robot_graph(
     executor = SingleThreadedExecutor(context=context)
     nodes: list[Node] = []
     spinner = threading.Thread(target=executor.spin, daemon=True)
+    robot = None
     try:
-        emulator = EmulatorNode(context=context, parameter_overrides=_overrides(
-            {"interface": "udp", "udp_ip": "127.0.0.1", "udp_port": 0, **(gap or {})}))  # fmt: skip
-        nodes.append(emulator)
-        ip, port = emulator.udp.address
-        driver = A1DriverNode(context=context, parameter_overrides=_overrides(
-            {"robot_ip": ip, "robot_port": port, "local_ip": "127.0.0.1", "local_port": 0, "dry_run": False,
-             **(driver_params or {})}))  # fmt: skip
+        robot = _RobotProcess(gap or {})
+        ip, port = "127.0.0.1", int(robot.read()["port"])
+        driver = A1DriverNode(
+            context=context,
+            parameter_overrides=_overrides(
+                {
+                    "robot_ip": ip,
+                    "robot_port": port,
+                    "local_ip": "127.0.0.1",
+                    "local_port": 0,
+                    "dry_run": False,
+                    **(driver_params or {}),
+                }
+            ),
+        )
         nodes.append(driver)
         estimate_monitor = None
         if odometry == "estimator":
             estimate_monitor = EstimateMonitor(context=context)
             nodes += [EstimatorNode(context=context), estimate_monitor]
-        params = {"policy_path": str(policy_path), "initial_command": [float(c) for c in command],
-                  **(policy_params or {})}  # fmt: skip
+        params = {
+            "policy_path": str(policy_path),
+            "initial_command": [float(c) for c in command],
+            **(policy_params or {}),
+        }
         cli_args = _TRUTH if odometry == "ground_truth" else None
         policy = PolicyNode(context=context, parameter_overrides=_overrides(params), cli_args=cli_args)
         monitor = RobotMonitor(context=context)
@@ -160,18 +242,19 @@ def run_robot_graph(
                 )
             time.sleep(0.01)
         soft_start_wall_s = time.monotonic() - t0
-        robot = emulator.robot
-        with emulator.udp.lock:
-            first, sim_start, x_start = len(monitor.odometry), robot.time, float(robot.data.qpos[0])
-            first_truth = len(monitor.truth)
-            first_estimate = 0 if estimate_monitor is None else len(estimate_monitor.estimates)
-            contacts_before = robot.trunk_contacts
-        while robot.time - sim_start < seconds:
+        start = robot.read()
+        first, sim_start, x_start = len(monitor.odometry), start["time"], start["x"]
+        first_truth = len(monitor.truth)
+        first_estimate = 0 if estimate_monitor is None else len(estimate_monitor.estimates)
+        contacts_before = start["trunk_contacts"]
+        while robot.read()["time"] - sim_start < seconds:
             if not spinner.is_alive():
                 raise RuntimeError("the executor stopped (a callback raised; see the log above)")
+            if not robot.alive():
+                raise RuntimeError("the emulated A1 process died (see the log above)")
             time.sleep(0.02)
-        with emulator.udp.lock:
-            sim_seconds, x_end, contacts = robot.time - sim_start, float(robot.data.qpos[0]), robot.trunk_contacts
+        end = robot.read()
+        sim_seconds, x_end, contacts = end["time"] - sim_start, end["x"], end["trunk_contacts"]
         window = np.array(monitor.odometry[first:])
         tracking = (None, None)
         if estimate_monitor is not None:
@@ -187,7 +270,7 @@ def run_robot_graph(
             fell=bool(fell or window[:, 1].min() < FALL_HEIGHT),
             statuses=list(monitor.statuses),
             safety_counters=policy.loop.safety.counters,
-            emulator_steps_behind=emulator.steps_behind_wall_clock,
+            emulator_steps_behind=int(end["steps_behind"]),
             soft_start_wall_s=round(soft_start_wall_s, 3),
             odometry_samples=len(window),
             odometry=odometry,
@@ -203,6 +286,8 @@ def run_robot_graph(
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
+        if robot is not None:
+            robot.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,8 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.timeout_s is not None:
         policy_params = {"watchdog_timeout_s": args.timeout_s}
         driver_params = {"command_timeout_s": args.timeout_s, "state_timeout_s": args.timeout_s}
-    result = run_robot_graph(args.policy, command=tuple(args.command), seconds=args.seconds, odometry=args.odometry,
-                             gap=gap, policy_params=policy_params, driver_params=driver_params)  # fmt: skip
+    result = run_robot_graph(
+        args.policy,
+        command=tuple(args.command),
+        seconds=args.seconds,
+        odometry=args.odometry,
+        gap=gap,
+        policy_params=policy_params,
+        driver_params=driver_params,
+    )
     print(json.dumps(asdict(result)), flush=True)
     return 1 if result.fell else 0
 
