@@ -11,7 +11,8 @@
 
 Returns are the contract's reward computed from the robot's measurements, per episode of ``--episode-steps``
 control steps (a fall ends an episode early). Last line JSON: ``{"metric": "recovered_fraction", "value":
-(R_mark - R_gap) / (R_nominal - R_gap) at the last mark, "target": 0.5, ...}``.
+(R_mark - R_gap) / (R_nominal - R_gap) at the last mark, "baseline": R_gap (the zero-shot return), "ratio":
+R_mark / R_gap, "target": 0.5, ...}``.
 """
 
 from __future__ import annotations
@@ -161,11 +162,14 @@ def main() -> int:
     result.update(
         metric="recovered_fraction",
         value=None if recovered is None else round(recovered, 4),
+        baseline=round(gapped, 4),
+        ratio=None if final is None else round(final / gapped, 4),
         target=0.5,
         wall_s=round(time.monotonic() - t0, 1),
     )
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({"metric": result.pop("metric"), "value": result.pop("value"), **result}), flush=True)
+    head = {k: result.pop(k) for k in ("metric", "value", "baseline", "ratio")}
+    print(json.dumps({**head, **result}), flush=True)
     return 0
 
 

@@ -19,7 +19,8 @@ temporary directory, so every transition takes the whole path: ``submit`` -> I/O
 
 Progress goes to stderr; the last stdout line is one JSON object::
 
-    {"metric": "transitions_per_s", "value": ..., "policy_update_ms": ..., "targets": {...}, ...}
+    {"metric": "transitions_per_s", "value": ..., "baseline": 20000 (the target), "ratio": value / baseline,
+     "policy_update_ms": ..., "targets": {...}, ...}
 """
 
 from __future__ import annotations
@@ -182,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         "metric": "transitions_per_s",
         "value": round(rate, 1),
         "policy_update_ms": round(float(np.median(latencies)), 3),
+        "baseline": TARGETS["transitions_per_s"],
+        "ratio": round(rate / TARGETS["transitions_per_s"], 3),
         "targets": TARGETS,
         "policy_update_p90_ms": round(float(np.percentile(latencies, 90)), 3),
         "submit_per_s": round(args.transitions / (submitted - start), 1),
