@@ -287,7 +287,7 @@ class FinetuneLoop(PolicyLoop):
         if self._learner_lost() and self.on_learner_lost == "stand":
             self.last_action[:] = 0.0
             return self.contract.raw_joint_targets(self.last_action)  # the default pose
-        obs = self._observation(state)
+        obs = self.observation(state, self.command)
         if self._pending is not None:
             self._complete(obs, state, terminated=False, end=None)
         if self._episode_steps_done >= self.episode_steps:  # the transition just stored was the last one
@@ -302,21 +302,9 @@ class FinetuneLoop(PolicyLoop):
         self._pending = _Pending(obs, normalized.astype(np.float32), self.last_action.copy(), prev, self.policy_version)
         return self.contract.raw_joint_targets(self.last_action)
 
-    def _observation(self, state: StateSample) -> np.ndarray:
-        extras = state.extras
-        return self.assembler.build(
-            joint_pos=state.joint_pos,
-            joint_vel=extras["joint_vel"],
-            projected_gravity=state.projected_gravity,
-            base_ang_vel=extras["base_ang_vel"],
-            command=self.command,
-            last_action=self.last_action,
-            base_lin_vel=extras.get("base_lin_vel"),
-        )
-
     def _close(self, state: StateSample, end: EpisodeEnd) -> None:
         """End the episode with the pending transition, its next observation measured from ``state``."""
-        self._complete(self._observation(state), state, terminated=end.terminated, end=end)
+        self._complete(self.observation(state, self.command), state, terminated=end.terminated, end=end)
         self._new_episode()
 
     def _complete(self, next_obs: np.ndarray, state: StateSample, *, terminated: bool, end: EpisodeEnd | None) -> None:

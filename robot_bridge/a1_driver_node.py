@@ -26,7 +26,6 @@ import json
 import time
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
@@ -36,7 +35,7 @@ from a1_contract import DEFAULT_VARIANT, get_contract, robot
 from robot_bridge import qos
 from robot_bridge.a1_driver import A1Driver, DriverConfig, DriverStatus, RobotState
 from robot_bridge.params import Param, declare
-from robot_bridge.spin import spin_until_shutdown
+from robot_bridge.spin import run_node
 from robot_bridge.unitree_protocol import FOOT_FORCE_NEWTONS_PER_UNIT, foot_slots
 
 _D = DriverConfig()
@@ -164,14 +163,7 @@ class A1DriverNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = A1DriverNode()
-    except (OSError, ValueError) as exc:
-        print(f"a1_driver: refusing to start: {exc}", flush=True)
-        rclpy.try_shutdown()
-        return 1
-    return spin_until_shutdown(node)
+    return run_node(A1DriverNode, "a1_driver", (OSError, ValueError), args)
 
 
 if __name__ == "__main__":

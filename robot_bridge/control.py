@@ -109,17 +109,21 @@ class PolicyLoop:
             self.last_action[:] = 0.0
         return decision
 
-    def _policy_targets(self, state: StateSample) -> np.ndarray:
+    def observation(self, state: StateSample, command: np.ndarray | None = None) -> np.ndarray:
+        """The policy's observation of ``state`` (``command``: the sample's own unless given), with the last action."""
         extras = state.extras
-        obs = self.assembler.build(
+        return self.assembler.build(
             joint_pos=state.joint_pos,
             joint_vel=extras["joint_vel"],
             projected_gravity=state.projected_gravity,
             base_ang_vel=extras["base_ang_vel"],
-            command=extras["velocity_command"],
+            command=extras["velocity_command"] if command is None else command,
             last_action=self.last_action,
             base_lin_vel=extras.get("base_lin_vel"),
         )
+
+    def _policy_targets(self, state: StateSample) -> np.ndarray:
+        obs = self.observation(state)
         raw = self.runner.act(obs)
         self.last_action = raw.astype(np.float64)
         return self.contract.raw_joint_targets(self.last_action)

@@ -30,7 +30,6 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
@@ -42,7 +41,7 @@ from robot_bridge import qos
 from robot_bridge.emulator import DynamicsGap, EmulatedA1, Sensors
 from robot_bridge.emulator_udp import BRAKE_KD, STATE_RATE_HZ, UdpEmulatedA1
 from robot_bridge.params import Param, declare
-from robot_bridge.spin import spin_until_shutdown
+from robot_bridge.spin import run_node
 
 PARAMS: tuple[Param, ...] = (
     Param("contract_variant", DEFAULT_VARIANT, "Contract whose robot side (model, gains, rates) is emulated."),
@@ -236,14 +235,7 @@ class EmulatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = EmulatorNode()
-    except (OSError, ValueError) as exc:
-        print(f"emulator_node: refusing to start: {exc}", flush=True)
-        rclpy.try_shutdown()
-        return 1
-    return spin_until_shutdown(node)
+    return run_node(EmulatorNode, "emulator_node", (OSError, ValueError), args)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import rclpy
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
@@ -38,7 +37,7 @@ from robot_bridge import qos
 from robot_bridge.estimator import BodyVelocityEstimator, EstimatorConfig
 from robot_bridge.observation import JointMap, MissingJointsError
 from robot_bridge.params import Param, declare
-from robot_bridge.spin import spin_until_shutdown
+from robot_bridge.spin import run_node
 
 _DEFAULTS = EstimatorConfig()
 _DOCS = EstimatorConfig.field_docs()
@@ -150,9 +149,7 @@ class EstimatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = EstimatorNode()
-    return spin_until_shutdown(node)
+    return run_node(EstimatorNode, "estimator", (), args)
 
 
 if __name__ == "__main__":

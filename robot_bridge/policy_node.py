@@ -26,7 +26,6 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -42,7 +41,7 @@ from robot_bridge.control import PolicyLoop, load_policy
 from robot_bridge.observation import MissingJointsError
 from robot_bridge.params import Param, declare
 from robot_bridge.safety import SafetyConfig, SafetyController, SafetyStatus
-from robot_bridge.spin import spin_until_shutdown
+from robot_bridge.spin import run_node
 
 _SAFETY = SafetyConfig()
 _FRESH_S = 0.001
@@ -374,14 +373,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except (ContractError, PolicyFileError, ValueError) as exc:
-        print(f"policy_node: refusing to start: {exc}", flush=True)
-        rclpy.try_shutdown()
-        return 1
-    return spin_until_shutdown(node)
+    return run_node(PolicyNode, "policy_node", (ContractError, PolicyFileError, ValueError), args)
 
 
 if __name__ == "__main__":
