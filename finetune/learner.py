@@ -31,8 +31,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
-import shutil
 import signal
 import sys
 import time
@@ -51,7 +49,6 @@ from pretrain.bundle import (
     BUFFER_FILE,
     BundleError,
     CheckpointDir,
-    fsync_path,
     load_bundle_files,
     load_replay_buffer,
     resolve_bundle_dir,
@@ -202,7 +199,7 @@ class Learner:
             published = [int(f.stem.split("_v")[-1]) for f in (self.out / "policies").glob("policy_v*.onnx")]
             self.stats.policy_version = max([self.stats.policy_version, *published])
         self.tracker = tracker
-        self.checkpoints = CheckpointDir(self.out)
+        self.checkpoints = CheckpointDir(self.out, keep=2, prefix="update_")
         self._stop_reason: str | None = None
         self._csv_path = self.out / "learner.csv"
         self._logs: list[float] = []
@@ -298,8 +295,6 @@ class Learner:
 
     def checkpoint(self) -> Path:
         """Write a checkpoint atomically, then tell the actors their transitions up to here are safe."""
-        from pretrain.bundle import write_bundle
-
         self.stats.checkpoints += 1
         tracker_state = self.tracker.state_dict()
         state = {
@@ -321,24 +316,17 @@ class Learner:
             path.write_text(json.dumps(state, indent=1) + "\n")
 
         self.model.num_timesteps = self.stats.real_transitions
-        name = f"update_{self.stats.updates:010d}-{uuid.uuid4().hex[:4]}"
-        dest = self.checkpoints.root / name
-        write_bundle(
-            dest,
+        dest = self.checkpoints.save(
             self.model,
             self.obs_norm,
             self.contract,
             self.train_config.to_yaml(),
+            name=f"update_{self.stats.updates:010d}-{uuid.uuid4().hex[:4]}",
             algo=self.algo,
             with_replay_buffer=False,
             extra_meta={"finetune": True, "source_bundle": str(resolve_bundle_dir(self.config.bundle))},
             extra_files={REAL_BUFFER_FILE: write_real, REAL_SEQ_FILE: write_seqs, STATE_FILE: write_state},
         )
-        link_tmp = self.checkpoints.root / f".latest-{uuid.uuid4().hex[:8]}"
-        os.symlink(name, link_tmp)
-        os.replace(link_tmp, self.checkpoints.root / "latest")
-        fsync_path(self.checkpoints.root)
-        self._prune(keep=2)
         self.tracker.commit()
         if self.server is not None:
             self.server.send_acks()
@@ -361,14 +349,6 @@ class Learner:
             with th.no_grad():
                 m.log_ent_coef.copy_(keep[2])
             m.ent_coef_optimizer.load_state_dict(keep[3])
-
-    def _prune(self, keep: int) -> None:
-        root = self.checkpoints.root
-        for old in sorted(p for p in root.glob("update_*") if p.is_dir())[:-keep]:
-            if old.resolve() != (root / "latest").resolve():
-                shutil.rmtree(old, ignore_errors=True)
-        for stale in root.glob(".tmp-*"):  # left by a checkpoint write that was killed
-            shutil.rmtree(stale, ignore_errors=True)
 
     # ---- the loop -----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:

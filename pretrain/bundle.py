@@ -297,15 +297,17 @@ def load_bundle_files(path: str | Path, expect_contract: TaskContract | None = N
 
 
 class CheckpointDir:
-    """``run/checkpoints/step_<N>/`` bundles, a ``latest`` link, and pruning of old bundles."""
+    """``run/checkpoints/<prefix><N>/`` bundles (``step_`` + step count by default), a ``latest`` link, and pruning
+    of old bundles."""
 
-    def __init__(self, run_dir: str | Path, keep: int = 2) -> None:
+    def __init__(self, run_dir: str | Path, keep: int = 2, prefix: str = "step_") -> None:
         self.root = Path(run_dir) / "checkpoints"
         self.keep = max(1, int(keep))
+        self.prefix = prefix
 
-    def save(self, model: Any, *args: Any, **kwargs: Any) -> Path:
-        """:func:`write_bundle` into ``step_<num_timesteps>/``, then point ``latest`` at it."""
-        name = f"step_{int(model.num_timesteps):012d}"
+    def save(self, model: Any, *args: Any, name: str | None = None, **kwargs: Any) -> Path:
+        """:func:`write_bundle` into ``name`` (default ``<prefix><num_timesteps>``), then point ``latest`` at it."""
+        name = name or f"{self.prefix}{int(model.num_timesteps):012d}"
         dest = self.root / name
         if dest.exists():  # same step saved twice (e.g. final save right after a periodic one)
             return dest
@@ -313,11 +315,12 @@ class CheckpointDir:
         link_tmp = self.root / f".latest-{uuid.uuid4().hex[:8]}"
         os.symlink(name, link_tmp)
         os.replace(link_tmp, self.root / "latest")
+        fsync_path(self.root)
         self._prune(keep_name=name)
         return dest
 
     def _prune(self, keep_name: str) -> None:
-        bundles = sorted(p for p in self.root.glob("step_*") if p.is_dir())
+        bundles = sorted(p for p in self.root.glob(f"{self.prefix}*") if p.is_dir())
         for old in bundles[: -self.keep]:
             if old.name != keep_name:
                 shutil.rmtree(old, ignore_errors=True)
