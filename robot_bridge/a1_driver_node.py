@@ -34,6 +34,7 @@ from std_srvs.srv import Trigger
 from a1_contract import DEFAULT_VARIANT, get_contract, robot
 from robot_bridge import qos
 from robot_bridge.a1_driver import A1Driver, DriverConfig, DriverStatus, RobotState
+from robot_bridge.messages import fill_imu, fill_joints
 from robot_bridge.params import Param, declare
 from robot_bridge.spin import run_node
 from robot_bridge.unitree_protocol import FOOT_FORCE_NEWTONS_PER_UNIT, foot_slots
@@ -129,23 +130,13 @@ class A1DriverNode(Node):
         if self._new_states % self._publish_every:
             return
         stamp = self.get_clock().now().to_msg()
-        imu = self._imu_msg
-        imu.header.stamp = stamp
-        w, x, y, z = s.quaternion_wxyz.tolist()
-        imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = w, x, y, z
-        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = s.gyroscope.tolist()
-        acc = imu.linear_acceleration
-        acc.x, acc.y, acc.z = s.accelerometer.tolist()
-        self._imu_pub.publish(imu)
+        self._imu_pub.publish(fill_imu(self._imu_msg, stamp, s.quaternion_wxyz, s.gyroscope, s.accelerometer))
 
         raw = s.foot_force_raw[self._foot_slots].astype(np.float64)
         self._feet_msg.data = np.where(raw > self._foot_threshold, raw * self._foot_scale, 0.0).tolist()
         self._feet_pub.publish(self._feet_msg)
 
-        j = self._joint_msg
-        j.header.stamp = stamp
-        j.position, j.velocity, j.effort = s.q.tolist(), s.dq.tolist(), s.tau_est.tolist()
-        self._joint_pub.publish(j)
+        self._joint_pub.publish(fill_joints(self._joint_msg, stamp, s.q, s.dq, s.tau_est))
 
     def _publish_diagnostics(self) -> None:
         self._diag_pub.publish(String(data=json.dumps(self.driver.snapshot())))

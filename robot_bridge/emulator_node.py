@@ -40,6 +40,7 @@ from a1_contract import DEFAULT_VARIANT, get_contract, robot
 from robot_bridge import qos
 from robot_bridge.emulator import DynamicsGap, EmulatedA1, Sensors
 from robot_bridge.emulator_udp import BRAKE_KD, STATE_RATE_HZ, UdpEmulatedA1
+from robot_bridge.messages import fill_imu, fill_joints
 from robot_bridge.params import Param, declare
 from robot_bridge.spin import run_node
 
@@ -191,13 +192,7 @@ class EmulatorNode(Node):
 
     def _publish(self, s: Sensors) -> None:
         stamp = self.get_clock().now().to_msg()
-        imu = self._imu_msg
-        imu.header.stamp = stamp
-        w, x, y, z = s.orientation_wxyz.tolist()
-        imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = w, x, y, z
-        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = s.angular_velocity.tolist()
-        acc = imu.linear_acceleration
-        acc.x, acc.y, acc.z = s.linear_acceleration.tolist()
+        imu = fill_imu(self._imu_msg, stamp, s.orientation_wxyz, s.angular_velocity, s.linear_acceleration)
         self._imu_pub.publish(imu)
 
         odom = self._odom_msg
@@ -215,10 +210,7 @@ class EmulatorNode(Node):
         self._feet_pub.publish(self._feet_msg)
 
         # Joint states last: a policy node that ticks on their arrival then has this sample's IMU and odometry.
-        j = self._joint_msg
-        j.header.stamp = stamp
-        j.position, j.velocity, j.effort = s.joint_pos.tolist(), s.joint_vel.tolist(), s.joint_effort.tolist()
-        self._joint_pub.publish(j)
+        self._joint_pub.publish(fill_joints(self._joint_msg, stamp, s.joint_pos, s.joint_vel, s.joint_effort))
 
     def _publish_ground_truth(self, s: Sensors) -> None:
         """interface=udp (in the emulator's thread): only the ground truth goes on ROS."""
