@@ -13,6 +13,12 @@ onnxruntime only, no torch).
 * a new policy from the learner is loaded off the control path and swapped in at the start of a tick, never
   during one.
 
+With ``score_ground_truth`` (emulator only) a referee scores every step too: a second
+:class:`~finetune.reward.RobotReward` fed from the emulator's noise-free ``ground_truth/*`` topics (``on_truth_*``;
+the foot forces are shared, the emulator adds no noise to them), for :attr:`EpisodeRecord.true_ret`. The learner
+still gets the measured reward: a real robot has no ground truth. A step without fresh ground truth (none yet, or
+older than the safety watchdog's timeout) leaves its episode without a true return, never with an invented one.
+
 Episode protocol (what the learner sees):
 
 =====================  ==========  ==========  ================================================================
@@ -47,6 +53,7 @@ from a1_contract import ContractError
 from deploy.runner import PolicyFileError, PolicyRunner
 from finetune.reward import RobotReward
 from robot_bridge.control import PolicyLoop
+from robot_bridge.observation import projected_gravity_from_xyzw
 from robot_bridge.safety import SafetyController, SafetyStatus, StateSample
 
 
@@ -74,6 +81,10 @@ class EpisodeRecord:
     terms: dict[str, float]
     """Sum over the episode of each weighted term (times policy_dt): what made up the return."""
     wall_time: float
+    true_ret: float | None = None
+    """The return the referee computed from the ground truth; None: no referee, or a step without ground truth."""
+    true_terms: dict[str, float] = field(default_factory=dict)
+    """``terms`` from the ground truth ({} when ``true_ret`` is None)."""
 
 
 @dataclass
@@ -167,6 +178,7 @@ class FinetuneLoop(PolicyLoop):
         episode_steps: int | None = None,
         on_learner_lost: str = "keep",
         seed: int = 0,
+        score_ground_truth: bool = False,
         log: Callable[[str], None] = print,
     ) -> None:
         super().__init__(runner, safety, initial_command)
@@ -183,6 +195,11 @@ class FinetuneLoop(PolicyLoop):
         self.on_learner_lost = on_learner_lost
         self.rng = np.random.default_rng(seed)
         self.reward = RobotReward(c)
+        self.referee = RobotReward(c) if score_ground_truth else None
+        """Scores each step from the ground truth (``on_truth_*``; foot forces: ``on_feet``'s) or None."""
+        self._truth_imu: tuple[np.ndarray, np.ndarray] | None = None
+        """Ground truth: projected gravity and angular velocity (trunk frame)."""
+        self._truth_stamps = {"joints": -np.inf, "imu": -np.inf, "body_velocity": -np.inf}
         self.stats = ActorStats()
         self.log = log
         self.policy_version = 0
@@ -193,6 +210,8 @@ class FinetuneLoop(PolicyLoop):
         self._episode_steps_done = 0
         self._episode_return = 0.0
         self._episode_terms: dict[str, float] = {}
+        self._true_return: float | None = None
+        self._true_terms: dict[str, float] = {}
         self._end_request: EpisodeEnd | None = None
         self._new_episode()
 
@@ -205,10 +224,43 @@ class FinetuneLoop(PolicyLoop):
 
     def on_feet(self, stamp: float, forces: Sequence[float]) -> None:
         self.reward.on_feet(stamp, np.asarray(forces, dtype=np.float64))
+        if self.referee is not None:  # the emulator's foot forces carry no noise: the referee's too
+            self.referee.on_feet(stamp, np.asarray(forces, dtype=np.float64))
 
     def on_body_velocity(self, stamp: float, linear_velocity: Sequence[float]) -> None:
         super().on_body_velocity(stamp, linear_velocity)
         self.reward.on_body_velocity(np.asarray(linear_velocity, dtype=np.float64))
+
+    # ---- the referee's ground truth (the emulator's ground_truth/* topics) -----------------------
+    def on_truth_joints(self, stamp, names, position, velocity, effort) -> None:
+        """Noise-free joint state, matched by name (the reward reads no position); raises
+        :class:`~robot_bridge.observation.MissingJointsError`."""
+        if self.referee is None:
+            return
+        joints = self.assembler.joints
+        eff = joints.reorder(names, effort, "effort") if effort is not None and len(effort) == len(names) else None
+        self.referee.on_joints(stamp, joints.reorder(names, velocity, "velocity"), eff)
+        self._truth_stamps["joints"] = stamp
+
+    def on_truth_imu(self, stamp: float, orientation_xyzw: Sequence[float], angular_velocity: Sequence[float]) -> None:
+        if self.referee is None:
+            return
+        self._truth_imu = (projected_gravity_from_xyzw(orientation_xyzw), np.asarray(angular_velocity, np.float64))
+        self._truth_stamps["imu"] = stamp
+
+    def on_truth_body_velocity(self, stamp: float, linear_velocity: Sequence[float]) -> None:
+        if self.referee is None:
+            return
+        self.referee.on_body_velocity(np.asarray(linear_velocity, dtype=np.float64))
+        self._truth_stamps["body_velocity"] = stamp
+
+    def _truth_for(self, state: StateSample) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ground-truth IMU sample to score ``state``'s step with, or None when any ground truth is missing or
+        older than the safety layer's watchdog allows for measurements (never a stale or invented one)."""
+        oldest = state.stamp - self.safety.config.watchdog_timeout_s
+        if self._truth_imu is None or min(self._truth_stamps.values()) < oldest:
+            return None
+        return self._truth_imu
 
     # ---- episodes -----------------------------------------------------------------------------
     def end_episode(self, why: EpisodeEnd | str = EpisodeEnd.OPERATOR) -> None:
@@ -219,6 +271,8 @@ class FinetuneLoop(PolicyLoop):
         self._episode_steps_done = 0
         self._episode_return = 0.0
         self._episode_terms = {}
+        self._true_return = 0.0 if self.referee is not None else None
+        self._true_terms = {}
         if self.command_mode == "sample":
             r = self.contract.commands
             self.command = np.array(
@@ -321,9 +375,9 @@ class FinetuneLoop(PolicyLoop):
             end = EpisodeEnd.TIMEOUT
         truncated = end is not None and not terminated
         self._episode_return += reward
-        weights, dt = self.contract.rewards, self.contract.policy_dt
-        for name, value in terms.items():
-            self._episode_terms[name] = self._episode_terms.get(name, 0.0) + weights[name] * value * dt
+        self._add_terms(self._episode_terms, terms)
+        if self._true_return is not None:
+            self._referee_step(state, p)
         if self.client is not None:
             self.client.submit(
                 p.obs, p.action, reward, next_obs.astype(np.float32), terminated, truncated, p.policy_version, terms
@@ -344,8 +398,32 @@ class FinetuneLoop(PolicyLoop):
                     command=[round(float(c), 4) for c in self.command],
                     terms={k: round(v, 5) for k, v in self._episode_terms.items()},
                     wall_time=time.time(),
+                    true_ret=None if self._true_return is None else round(self._true_return, 5),
+                    true_terms={k: round(v, 5) for k, v in self._true_terms.items()},
                 )
             )
+
+    def _add_terms(self, sums: dict[str, float], terms: dict[str, float]) -> None:
+        weights, dt = self.contract.rewards, self.contract.policy_dt
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + weights[name] * value * dt
+
+    def _referee_step(self, state: StateSample, p: _Pending) -> None:
+        """Score the step as :meth:`_complete` did, from the ground truth; without it, no true return this episode."""
+        truth = self._truth_for(state)
+        if truth is None:
+            self._true_return, self._true_terms = None, {}
+            return
+        gravity, gyro = truth
+        reward, terms = self.referee.step(
+            ang_vel_b=gyro,
+            projected_gravity=gravity,
+            command=self.command,
+            action_raw=p.raw,
+            prev_action_raw=p.prev_raw,
+        )
+        self._true_return += reward
+        self._add_terms(self._true_terms, terms)
 
     def stop(self, reason: str = "stopped") -> None:
         """Stop exploring (e-stop latch: damping) and end the running episode at the next tick."""

@@ -31,6 +31,7 @@ def actor_params(
     on_learner_lost: str = "keep",
     seed: int = 0,
     actor_id: str = "a1",
+    score_ground_truth: bool = False,
 ) -> dict[str, Any]:
     """The policy node's fine-tuning parameters (see ``robot_bridge.policy_node.PARAMS``)."""
     work = Path(work_dir)
@@ -47,6 +48,7 @@ def actor_params(
         "on_learner_lost": on_learner_lost,
         "auto_reset_service": EMULATOR_RESET_SERVICE,
         "seed": int(seed),
+        "score_ground_truth": bool(score_ground_truth),
     }
 
 

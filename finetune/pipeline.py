@@ -11,7 +11,9 @@ Steps (each prints a line; long ones show a progress bar):
 2. create CurveZMQ keys for the learner and one actor (``keys/``, ``keys/authorized/``);
 3. zero-shot: the emulated A1 (``DEFAULT_GAP`` unless ``--gap``) runs the exported policy deterministically
    through the ROS 2 graph (emulator node + policy node + safety) for ``--eval-episodes`` episodes; the return is
-   the contract's reward computed from the robot's measurements (:mod:`finetune.reward`);
+   the contract's reward (:mod:`finetune.reward`) computed from the emulator's ground truth, as a referee with a
+   motion capture would score it (the robot's own score, from its noisy sensors, is kept as the measured return:
+   the sensor noise alone lowers it, whatever the policy does);
 4. fine-tuning: the learner (``python -m finetune learner``, its own process, as on a workstation) loads the
    bundle; the actor explores on the emulated robot for ``--minutes`` of emulated time, streaming transitions over
    CurveZMQ and swapping in each policy the learner publishes; falls reset the emulator and start a new episode;
@@ -120,11 +122,15 @@ def evaluate(
     label: str,
     command: tuple[float, float, float],
 ) -> dict[str, Any]:
-    """Deterministic returns of ``policy`` on the emulated robot (no learner)."""
+    """Deterministic returns of ``policy`` on the emulated robot (no learner), complete episodes only.
+
+    ``returns`` / ``mean_return``: scored from the emulator's ground truth (an episode a step of which had none is
+    left out and counted in ``episodes_without_ground_truth``); ``measured_returns`` / ``mean_measured_return``:
+    as the robot scores itself from its sensors (the reward the learner gets)."""
     from finetune.emulated import actor_params, run_actor
 
     bar = _bar(f"{label}: {episodes} episodes", episodes, "episodes")
-    params = actor_params(work_dir=work, explore=False, episode_steps=episode_steps)
+    params = actor_params(work_dir=work, explore=False, episode_steps=episode_steps, score_ground_truth=True)
     record = run_actor(
         policy,
         episodes=episodes,
@@ -137,9 +143,14 @@ def evaluate(
     )
     bar(None)
     # complete episodes only: the one cut by the end of the run is not a return
-    returns = [e["ret"] for e in record["episode_log"] if e["end"] in ("timeout", "fall")]
+    complete = [e for e in record["episode_log"] if e["end"] in ("timeout", "fall")]
+    returns = [e["true_ret"] for e in complete if e["true_ret"] is not None]
+    measured = [e["ret"] for e in complete]
     record["returns"] = returns
     record["mean_return"] = float(np.mean(returns)) if returns else float("nan")
+    record["measured_returns"] = measured
+    record["mean_measured_return"] = float(np.mean(measured)) if measured else float("nan")
+    record["episodes_without_ground_truth"] = len(complete) - len(returns)
     return record
 
 
@@ -164,8 +175,8 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         policy0, args.eval_episodes, args.episode_steps, gap, args.speed, out / "eval_before", "zero-shot", command
     )
     step(
-        f"  zero-shot mean return {before['mean_return']:.3f} over {len(before['returns'])} episodes, "
-        f"{before['falls']} falls"
+        f"  zero-shot mean ground-truth return {before['mean_return']:.3f} over {len(before['returns'])} episodes "
+        f"(measured by the robot: {before['mean_measured_return']:.3f}), {before['falls']} falls"
     )
 
     step(f"fine-tuning for {args.minutes} min of emulated robot time")
@@ -228,6 +239,10 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "finetuned_return": after["mean_return"],
         "zero_shot_returns": before["returns"],
         "finetuned_returns": after["returns"],
+        "zero_shot_measured_return": before["mean_measured_return"],
+        "finetuned_measured_return": after["mean_measured_return"],
+        "episodes_without_ground_truth": before["episodes_without_ground_truth"]
+        + after["episodes_without_ground_truth"],
         "zero_shot_falls": before["falls"],
         "finetuned_falls": after["falls"],
         "final_policy": str(final),
@@ -249,7 +264,10 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         + "\n"
     )
     write_report(out, summary, before, during, after, learner_out / "learner.csv")
-    step(f"return {before['mean_return']:.3f} -> {after['mean_return']:.3f}; report: {out / 'report.md'}")
+    step(
+        f"ground-truth return {before['mean_return']:.3f} -> {after['mean_return']:.3f} (measured "
+        f"{before['mean_measured_return']:.3f} -> {after['mean_measured_return']:.3f}); report: {out / 'report.md'}"
+    )
     return summary
 
 
@@ -265,28 +283,29 @@ def write_report(out: Path, summary: dict, before: dict, during: dict, after: di
     data = [before["returns"] or [np.nan], after["returns"] or [np.nan]]
     ax.boxplot(data, showmeans=True)
     ax.set_xticks([1, 2], ["zero-shot", "fine-tuned"])
-    ax.set_ylabel("episode return")
-    ax.set_title("Return on the emulated A1 (deterministic policy)")
+    ax.set_ylabel("ground-truth episode return")
+    ax.set_title("Ground-truth return on the emulated A1 (deterministic policy)")
     ax = axes[0, 1]
     episodes = during["episode_log"]
     if episodes:
         x = np.arange(1, len(episodes) + 1)
-        ax.plot(x, [e["ret"] for e in episodes], "o-", ms=3, label="episode return")
+        ax.plot(x, [e["ret"] for e in episodes], "o-", ms=3, label="measured episode return")
         falls = [i + 1 for i, e in enumerate(episodes) if e["end"] == "fall"]
         ax.plot(falls, [episodes[i - 1]["ret"] for i in falls], "rx", label="fall")
         ax.legend()
     ax.set_xlabel("episode during fine-tuning (exploring)")
-    ax.set_title("Returns while fine-tuning")
+    ax.set_title("Returns while fine-tuning (measured: the learner's reward)")
     ax = axes[1, 0]
-    terms = sorted({k for e in before["episode_log"] + after["episode_log"] for k in e["terms"]})
+    terms = sorted({k for e in before["episode_log"] + after["episode_log"] for k in e["true_terms"]})
     if terms:
-        mean_terms = lambda rec: [np.mean([e["terms"].get(k, 0.0) for e in rec["episode_log"]] or [0.0]) for k in terms]
+        scored = lambda rec: [e for e in rec["episode_log"] if e["true_ret"] is not None]
+        mean_terms = lambda rec: [np.mean([e["true_terms"].get(k, 0.0) for e in scored(rec)] or [0.0]) for k in terms]
         y = np.arange(len(terms))
         ax.barh(y - 0.2, mean_terms(before), 0.4, label="zero-shot")
         ax.barh(y + 0.2, mean_terms(after), 0.4, label="fine-tuned")
         ax.set_yticks(y, terms)
         ax.legend()
-    ax.set_title("Reward terms (weighted, per episode)")
+    ax.set_title("Ground-truth reward terms (weighted, per episode)")
     ax = axes[1, 1]
     rows = _read_csv(learner_csv)
     if rows:
@@ -305,6 +324,8 @@ def write_report(out: Path, summary: dict, before: dict, during: dict, after: di
 
     s = summary
     safety = {k: v for k, v in s["safety_counters_during"].items() if v}
+    missing = s["episodes_without_ground_truth"]
+    unscored = f" {missing} episodes had no ground truth and are left out." if missing else ""
     lines = [
         "# Fine-tuning report",
         "",
@@ -313,9 +334,15 @@ def write_report(out: Path, summary: dict, before: dict, during: dict, after: di
         "",
         "| | zero-shot | fine-tuned |",
         "|---|---|---|",
-        f"| mean episode return | {s['zero_shot_return']:.3f} | {s['finetuned_return']:.3f} |",
+        f"| mean episode return (ground truth) | {s['zero_shot_return']:.3f} | {s['finetuned_return']:.3f} |",
+        f"| mean episode return (measured by the robot) | {s['zero_shot_measured_return']:.3f} | "
+        f"{s['finetuned_measured_return']:.3f} |",
         f"| episodes | {len(s['zero_shot_returns'])} | {len(s['finetuned_returns'])} |",
         f"| falls | {s['zero_shot_falls']} | {s['finetuned_falls']} |",
+        "",
+        "Ground truth: the contract's reward computed from the emulator's noise-free state (a referee's motion "
+        "capture); measured: the same reward from the robot's sensors, with the gap's sensor noise, which is what "
+        f"the learner is given. Returns during fine-tuning are measured.{unscored}",
         "",
         f"- Transitions sent: {s['transitions_sent']} in {s['episodes_during']} episodes ({s['falls_during']} falls).",
         f"- Learner: {s['learner'].get('real_transitions', '?')} transitions received, "

@@ -18,7 +18,7 @@ implicit and the effort limit is the same. With the contract's gains the two giv
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mujoco
 import numpy as np
@@ -76,7 +76,10 @@ class MotorCommand:
 
 @dataclass(frozen=True)
 class Sensors:
-    """What a real A1 driver would publish, plus ground truth. Joint arrays in contract order."""
+    """What a real A1 driver would publish, plus the trunk's position and velocity. Joint arrays in contract order.
+
+    A sample is either measured (the gap's sensor noise on joints, orientation, gyroscope and velocity) or the
+    noise-free truth of the same instant (:meth:`EmulatedA1.sense_pair`)."""
 
     time: float
     joint_pos: np.ndarray
@@ -91,15 +94,16 @@ class Sensors:
     foot_forces: np.ndarray
     """Normal contact force at the FL, FR, RL, RR feet (N)."""
     position: np.ndarray
-    """Ground truth: trunk position in the world (m)."""
+    """Trunk position in the world (m), never noisy."""
     linear_velocity: np.ndarray
-    """Ground truth: trunk COM velocity in the trunk frame (m/s): the simulator's ``base_lin_vel``."""
+    """Trunk COM velocity in the trunk frame (m/s): the simulator's ``base_lin_vel`` (measured: plus its noise)."""
     trunk_contact: bool
     """The trunk touches the ground (the training env's termination: a fall)."""
 
 
 class EmulatedA1:
-    """One A1 in MuJoCo. ``set_targets`` (rad, contract order), ``step(n)``, ``sense()``."""
+    """One A1 in MuJoCo. ``set_targets`` (rad, contract order), ``step(n)``, ``sense()`` (``sense_pair()``: and
+    the noise-free truth)."""
 
     def __init__(self, contract: TaskContract, gap: DynamicsGap | None = None) -> None:
         self.contract = contract
@@ -208,28 +212,45 @@ class EmulatedA1:
                 self.trunk_contacts += 1
 
     def sense(self) -> Sensors:
+        """What the robot's sensors read now: the state with the gap's sensor noise (see :meth:`sense_pair`)."""
+        return self.sense_pair()[0]
+
+    def sense_pair(self) -> tuple[Sensors, Sensors]:
+        """(measured, truth) of this instant, from one ``mj_forward``: ``measured`` is what :meth:`sense` returns,
+        ``truth`` the same sample without sensor noise (a referee's motion capture). Without noise: one object."""
         d, info, noise = self.data, self.info, self._noise
         mujoco.mj_forward(self.model, d)  # sensors (contacts, accelerometer) of this state, not the step before
         qpos, qvel = d.qpos[None], d.qvel[None]
         body = body_state(qpos, qvel, self.model.body_ipos[info.trunk_body][None], info)
-        quat = body["quat"][0]
-        if noise["projected_gravity"] > 0:  # a small random rotation of the measured orientation
-            tilt = np.zeros(4)
-            mujoco.mju_axisAngle2Quat(tilt, *_axis_angle(self._uniform(noise["projected_gravity"], 3)))
-            mujoco.mju_mulQuat(quat, quat.copy(), tilt)
-        return Sensors(
+        truth = Sensors(
             time=self.time,
-            joint_pos=body["joint_pos"][0] + self._uniform(noise["joint_pos"], 12),
-            joint_vel=body["joint_vel"][0] + self._uniform(noise["joint_vel"], 12),
+            joint_pos=body["joint_pos"][0],
+            joint_vel=body["joint_vel"][0],
             joint_effort=d.sensordata[info.sensor_actuator_force].copy(),
-            orientation_wxyz=quat,
-            angular_velocity=body["ang_vel_b"][0] + self._uniform(noise["base_ang_vel"], 3),
+            orientation_wxyz=body["quat"][0],
+            angular_velocity=body["ang_vel_b"][0],
             linear_acceleration=d.sensordata[self._acc : self._acc + 3].copy(),
             foot_forces=d.sensordata[info.sensor_foot_touch].copy(),
             position=d.qpos[0:3].copy(),
-            linear_velocity=body["lin_vel_b"][0] + self._uniform(noise["base_lin_vel"], 3),
+            linear_velocity=body["lin_vel_b"][0],
             trunk_contact=bool(d.sensordata[info.sensor_trunk_touch] > self._contact_threshold),
         )
+        if not any(width > 0 for width in noise.values()):
+            return truth, truth
+        quat = truth.orientation_wxyz.copy()
+        if noise["projected_gravity"] > 0:  # a small random rotation of the measured orientation
+            tilt = np.zeros(4)
+            mujoco.mju_axisAngle2Quat(tilt, *_axis_angle(self._uniform(noise["projected_gravity"], 3)))
+            mujoco.mju_mulQuat(quat, truth.orientation_wxyz, tilt)
+        measured = replace(
+            truth,
+            joint_pos=truth.joint_pos + self._uniform(noise["joint_pos"], 12),
+            joint_vel=truth.joint_vel + self._uniform(noise["joint_vel"], 12),
+            orientation_wxyz=quat,
+            angular_velocity=truth.angular_velocity + self._uniform(noise["base_ang_vel"], 3),
+            linear_velocity=truth.linear_velocity + self._uniform(noise["base_lin_vel"], 3),
+        )
+        return measured, truth
 
     def _uniform(self, half_width: float, size: int) -> np.ndarray:
         return self._rng.uniform(-half_width, half_width, size) if half_width > 0 else np.zeros(size)

@@ -9,8 +9,16 @@ It publishes what a real A1 driver would, with the same frames and units (sensor
 * ``imu`` (sensor_msgs/Imu, frame ``imu`` = trunk frame): orientation (trunk in the world), angular velocity
   (rad/s), linear acceleration (specific force, m/s^2);
 * ``foot_contacts`` (std_msgs/Float64MultiArray): normal force (N) at the FL, FR, RL, RR feet;
-* ``odom`` (nav_msgs/Odometry, ``odom`` -> ``trunk``): ground truth; the twist is the trunk COM velocity in
-  the trunk frame, the simulator's ``base_lin_vel``.
+* ``odom`` (nav_msgs/Odometry, ``odom`` -> ``trunk``): the trunk pose and velocity in place of an estimator's; the
+  twist is the trunk COM velocity in the trunk frame, the simulator's ``base_lin_vel``. With ``sensor_noise``,
+  its velocities and orientation carry the noise of the matching training observations, as ``imu`` does.
+
+The ground truth (never noisy: a referee's motion capture, which a real robot lacks) is published in both
+interfaces (``ros``: with the stamp of the measured sample of the same instant, before its ``joint_states``):
+
+* ``ground_truth/odom`` (nav_msgs/Odometry): as ``odom``, without noise;
+* ``ground_truth/joint_states`` (sensor_msgs/JointState) and ``ground_truth/imu`` (sensor_msgs/Imu): as
+  ``joint_states`` and ``imu``, without noise; published only while something subscribes to them.
 
 It applies the newest ``joint_targets`` (std_msgs/Float64MultiArray, contract order) through the contract's
 PD (MuJoCo position actuators), after ``action_latency_s``. Dynamics gap parameters: see
@@ -19,8 +27,8 @@ PD (MuJoCo position actuators), after ``action_latency_s``. Dynamics gap paramet
 Parameter ``interface``: ``"ros"`` (the above) or ``"udp"``: the robot is driven like the real A1, over its
 low-level UDP protocol on ``udp_ip:udp_port`` (:class:`~robot_bridge.emulator_udp.UdpEmulatedA1`; the
 ``a1_driver`` node talks to it), and none of ``joint_states``, ``imu``, ``foot_contacts``, ``odom`` or
-``joint_targets`` exist here. In both modes the ground truth is also on ``ground_truth/odom`` (same message as
-``odom``). Service ``~/reset`` (std_srvs/Trigger) stands the robot up again at the default pose.
+``joint_targets`` exist here (the ``ground_truth/*`` topics do). Service ``~/reset`` (std_srvs/Trigger) stands the
+robot up again at the default pose.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import threading
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
@@ -88,8 +97,12 @@ class EmulatorNode(Node):
         self.udp: UdpEmulatedA1 | None = None
         """interface=udp: the UDP front end, which owns the robot and its physics thread."""
         self._truth_pub = self.create_publisher(Odometry, "ground_truth/odom", qos.SENSOR)
-        self._odom_msg = Odometry(child_frame_id=robot.BASE_BODY)
-        self._odom_msg.header.frame_id = "odom"
+        self._truth_joint_pub = self.create_publisher(JointState, "ground_truth/joint_states", qos.SENSOR)
+        self._truth_imu_pub = self.create_publisher(Imu, "ground_truth/imu", qos.SENSOR)
+        self._odom_msg, self._truth_msg = _odometry(), _odometry()
+        self._truth_joint_msg = JointState(name=list(contract.joint_names))
+        self._truth_imu_msg = Imu()
+        self._truth_imu_msg.header.frame_id = "imu"
         self.create_service(Trigger, "~/reset", self._on_reset)
         self._speed = p["speed"]
         self.rejected_targets = 0
@@ -186,44 +199,58 @@ class EmulatorNode(Node):
             return
         with self._lock:
             self.robot.step(due)
-            sensors = self.robot.sense()
+            sensors, truth = self.robot.sense_pair()
         self._steps += due
-        self._publish(sensors)
+        self._publish(sensors, truth)
 
-    def _publish(self, s: Sensors) -> None:
+    def _publish(self, s: Sensors, truth: Sensors) -> None:
         stamp = self.get_clock().now().to_msg()
-        imu = fill_imu(self._imu_msg, stamp, s.orientation_wxyz, s.angular_velocity, s.linear_acceleration)
-        self._imu_pub.publish(imu)
-
-        odom = self._odom_msg
-        odom.header.stamp = stamp
-        pose = odom.pose.pose
-        pose.position.x, pose.position.y, pose.position.z = s.position.tolist()
-        pose.orientation = imu.orientation
-        twist = odom.twist.twist
-        twist.linear.x, twist.linear.y, twist.linear.z = s.linear_velocity.tolist()
-        twist.angular = imu.angular_velocity
+        self._imu_pub.publish(
+            fill_imu(self._imu_msg, stamp, s.orientation_wxyz, s.angular_velocity, s.linear_acceleration)
+        )
+        odom = _fill_odometry(self._odom_msg, stamp, s)
         self._odom_pub.publish(odom)
-        self._truth_pub.publish(odom)
+        self._publish_ground_truth(truth, stamp, odom if truth is s else None)
 
         self._feet_msg.data = s.foot_forces.tolist()
         self._feet_pub.publish(self._feet_msg)
 
-        # Joint states last: a policy node that ticks on their arrival then has this sample's IMU and odometry.
+        # Joint states last: a policy node that ticks on their arrival then has this sample's IMU and odometry
+        # (and ground truth).
         self._joint_pub.publish(fill_joints(self._joint_msg, stamp, s.joint_pos, s.joint_vel, s.joint_effort))
 
-    def _publish_ground_truth(self, s: Sensors) -> None:
-        """interface=udp (in the emulator's thread): only the ground truth goes on ROS."""
-        odom = self._odom_msg
-        odom.header.stamp = self.get_clock().now().to_msg()
-        pose = odom.pose.pose
-        pose.position.x, pose.position.y, pose.position.z = s.position.tolist()
-        w, x, y, z = s.orientation_wxyz.tolist()
-        pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = w, x, y, z
-        twist = odom.twist.twist
-        twist.linear.x, twist.linear.y, twist.linear.z = s.linear_velocity.tolist()
-        twist.angular.x, twist.angular.y, twist.angular.z = s.angular_velocity.tolist()
-        self._truth_pub.publish(odom)
+    def _publish_ground_truth(self, truth: Sensors, stamp: Time | None = None, odom: Odometry | None = None) -> None:
+        """The ``ground_truth/*`` topics; interface=udp: called in the emulator's thread, the only topics on ROS.
+
+        ``odom``: a message already filled from ``truth`` (without sensor noise, the measured sample is the truth)."""
+        if stamp is None:
+            stamp = self.get_clock().now().to_msg()
+        self._truth_pub.publish(odom if odom is not None else _fill_odometry(self._truth_msg, stamp, truth))
+        if self._truth_imu_pub.get_subscription_count():
+            self._truth_imu_pub.publish(fill_imu(self._truth_imu_msg, stamp, truth.orientation_wxyz,
+                                                 truth.angular_velocity, truth.linear_acceleration))  # fmt: skip
+        if self._truth_joint_pub.get_subscription_count():
+            self._truth_joint_pub.publish(fill_joints(self._truth_joint_msg, stamp, truth.joint_pos, truth.joint_vel,
+                                                      truth.joint_effort))  # fmt: skip
+
+
+def _odometry() -> Odometry:
+    msg = Odometry(child_frame_id=robot.BASE_BODY)
+    msg.header.frame_id = "odom"
+    return msg
+
+
+def _fill_odometry(msg: Odometry, stamp: Time, s: Sensors) -> Odometry:
+    """Trunk pose in the world (``odom`` frame) and velocity in the trunk frame (the COM's: ``base_lin_vel``)."""
+    msg.header.stamp = stamp
+    pose = msg.pose.pose
+    pose.position.x, pose.position.y, pose.position.z = s.position.tolist()
+    o = pose.orientation
+    o.w, o.x, o.y, o.z = s.orientation_wxyz.tolist()
+    twist = msg.twist.twist
+    twist.linear.x, twist.linear.y, twist.linear.z = s.linear_velocity.tolist()
+    twist.angular.x, twist.angular.y, twist.angular.z = s.angular_velocity.tolist()
+    return msg
 
 
 def main(args: list[str] | None = None) -> int:

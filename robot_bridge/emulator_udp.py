@@ -97,7 +97,8 @@ class UdpEmulatedA1:
 
     It starts at construction; :meth:`stop` (or ``with``) ends it. ``robot`` is shared with the physics thread:
     read or change it only while holding ``lock``. ``on_sensors`` is called (in the physics thread, under the
-    lock) with each new :class:`Sensors` sample, after the physics steps that were due.
+    lock) with the noise-free truth of each new sample (``sensors`` is the measured one, what the LowState carries),
+    after the physics steps that were due.
     """
 
     def __init__(
@@ -221,11 +222,11 @@ class UdpEmulatedA1:
         if due > 0:
             self.robot.step(due)
             self._steps += due
-        self.sensors = self.robot.sense()
+        self.sensors, truth = self.robot.sense_pair()
         self._state = state_from_sensors(self.sensors, self.contract, 0, self._foot_scale)
         if self._on_sensors is not None:
             try:
-                self._on_sensors(self.sensors)
+                self._on_sensors(truth)
             except Exception:  # a subscriber's bug must not stop the robot
                 self.counters["callback_errors"] += 1
 

@@ -3,7 +3,9 @@
 Subscribes (sensor QoS: best effort, depth 1):
   ``joint_states`` (sensor_msgs/JointState, matched by joint name), ``imu`` (sensor_msgs/Imu: orientation and
   angular velocity of the trunk), ``odom`` (nav_msgs/Odometry: body-frame twist; only for contracts that
-  observe ``base_lin_vel``), ``cmd_vel`` (geometry_msgs/Twist: linear.x, linear.y, angular.z).
+  observe ``base_lin_vel``), ``cmd_vel`` (geometry_msgs/Twist: linear.x, linear.y, angular.z); fine-tuning also
+  ``odom`` and ``foot_contacts`` (std_msgs/Float64MultiArray), and with ``score_ground_truth`` the emulator's
+  ``ground_truth/joint_states``, ``ground_truth/imu`` and ``ground_truth/odom`` (the referee's reward only).
 Publishes:
   ``joint_targets`` (std_msgs/Float64MultiArray: position targets in the contract's joint order, ros2_control
   forward-command convention), ``~/status`` (std_msgs/String ``"<status>: <reason>"`` on every change, latched).
@@ -82,6 +84,12 @@ PARAMS: tuple[Param, ...] = (
         "clear the fall and soft-start a new episode; empty: wait for ~/reset.",
     ),
     Param("seed", 0, "Seed of the exploration noise and sampled commands."),
+    Param(
+        "score_ground_truth",
+        False,
+        "Emulator only: also score episodes with the reward computed from the emulator's ground_truth/* topics "
+        "(a referee's motion capture); the learner still gets the measured reward.",
+    ),
 )
 
 
@@ -132,6 +140,11 @@ class PolicyNode(Node):
             self._reset_pending = False
             if p["auto_reset_service"]:
                 self._reset_client = self.create_client(Trigger, p["auto_reset_service"], callback_group=sensors)
+            if p["score_ground_truth"]:
+                for kind, topic, callback in ((JointState, "ground_truth/joint_states", self._on_truth_joints),
+                                              (Imu, "ground_truth/imu", self._on_truth_imu),
+                                              (Odometry, "ground_truth/odom", self._on_truth_odom)):  # fmt: skip
+                    self.create_subscription(kind, topic, callback, qos.SENSOR, callback_group=sensors)
         self._targets_pub = self.create_publisher(Float64MultiArray, "joint_targets", qos.COMMAND)
         self._status_pub = self.create_publisher(String, "~/status", qos.STATUS)
         self.create_service(Trigger, "~/estop", self._on_estop)
@@ -179,6 +192,20 @@ class PolicyNode(Node):
 
     def _on_twist(self, msg: Twist) -> None:
         self.loop.on_command(msg.linear.x, msg.linear.y, msg.angular.z)
+
+    def _on_truth_joints(self, msg: JointState) -> None:
+        try:
+            self.loop.on_truth_joints(time.monotonic(), msg.name, msg.position, msg.velocity, msg.effort)
+        except MissingJointsError as exc:
+            self.get_logger().error(f"ground truth: {exc}", throttle_duration_sec=1.0)
+
+    def _on_truth_imu(self, msg: Imu) -> None:
+        o, w = msg.orientation, msg.angular_velocity
+        self.loop.on_truth_imu(time.monotonic(), (o.x, o.y, o.z, o.w), (w.x, w.y, w.z))
+
+    def _on_truth_odom(self, msg: Odometry) -> None:
+        v = msg.twist.twist.linear
+        self.loop.on_truth_body_velocity(time.monotonic(), (v.x, v.y, v.z))
 
     # ---- services -----------------------------------------------------------------------------
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -280,6 +307,7 @@ class PolicyNode(Node):
             episode_steps=p["episode_steps"] or None,
             on_learner_lost=p["on_learner_lost"],
             seed=p["seed"],
+            score_ground_truth=p["score_ground_truth"],
             log=lambda text: log(text),
         )
 

@@ -31,25 +31,35 @@ def policy(tmp_path_factory):
 
 
 class Robot:
-    """Feeds a loop the measurements of a robot standing at the default pose (tilted on request)."""
+    """Feeds a loop the measurements of a robot standing at the default pose (tilted on request); with ``truth``
+    also the ground truth, the same but for ``joint_vel_noise`` (uniform, rad/s) on the measured joint velocities."""
 
-    def __init__(self, loop: FinetuneLoop) -> None:
+    def __init__(self, loop: FinetuneLoop, truth: bool = False, joint_vel_noise: float = 0.0) -> None:
         self.loop, self.t = loop, 0.0
         self.c = loop.contract
         self.tilt = 0.0
         self.nan = False
+        self.truth, self.joint_vel_noise = truth, joint_vel_noise
+        self.rng = np.random.default_rng(0)
 
     def tick(self):
         self.t += DT
         q = np.array(self.c.default_joint_pos) + 0.01 * math.sin(self.t)
+        dq = np.full(12, 0.1 + 0.01 * math.cos(self.t))
         if self.nan:
             q[3] = np.nan
         names = list(self.c.joint_names)
-        self.loop.on_joints(self.t, names, q, np.full(12, 0.1), np.full(12, 2.0))
+        noise = self.rng.uniform(-self.joint_vel_noise, self.joint_vel_noise, 12) if self.joint_vel_noise else 0.0
+        self.loop.on_joints(self.t, names, q, dq + noise, np.full(12, 2.0))
         half = self.tilt / 2
-        self.loop.on_imu(self.t, (math.sin(half), 0.0, 0.0, math.cos(half)), (0.0, 0.0, 0.1))
-        self.loop.on_body_velocity(self.t, (0.3, 0.0, 0.0))
+        quat, gyro, velocity = (math.sin(half), 0.0, 0.0, math.cos(half)), (0.0, 0.0, 0.1), (0.3, 0.0, 0.0)
+        self.loop.on_imu(self.t, quat, gyro)
+        self.loop.on_body_velocity(self.t, velocity)
         self.loop.on_feet(self.t, (30.0, 30.0, 30.0, 30.0))
+        if self.truth:
+            self.loop.on_truth_joints(self.t, names, q, dq, np.full(12, 2.0))
+            self.loop.on_truth_imu(self.t, quat, gyro)
+            self.loop.on_truth_body_velocity(self.t, velocity)
         return self.loop.tick(self.t)
 
 
@@ -82,6 +92,7 @@ def test_episodes_end_as_the_protocol_says_and_transitions_chain(policy, tmp_pat
     timeouts = list(range(4, running - 1, 5))  # every 5th transition; the last one is the fall
     assert [e.end for e in loop.stats.episode_log] == ["timeout"] * len(timeouts) + ["fall"]
     assert loop.reward.unmeasured == []
+    assert all(e.true_ret is None and e.true_terms == {} for e in loop.stats.episode_log), "no referee, no truth"
     client.close()
 
     batch = Spool(tmp_path / "spool", "a1").read_from(0, 1000)
@@ -176,3 +187,62 @@ def test_an_operator_reset_ends_the_episode_truncated(policy, tmp_path):
     client.close()
     batch = Spool(tmp_path / "spool", "a1").read_from(0, 1000)
     assert batch.truncated[-1] and not batch.terminated[-1]
+
+
+def test_the_referee_scores_the_ground_truth_and_the_learner_gets_the_measured_reward(policy, tmp_path):
+    same, client = _loop(policy, tmp_path / "same", episode_steps=5, score_ground_truth=True)
+    robot = Robot(same, truth=True)  # the ground truth is what is measured: the same score
+    for _ in range(20):
+        robot.tick()
+    client.close()
+    assert len(same.stats.episode_log) >= 2
+    for e in same.stats.episode_log:
+        assert e.true_ret == e.ret and e.true_terms == e.terms
+
+    noisy, client = _loop(policy, tmp_path / "noisy", episode_steps=5, score_ground_truth=True)
+    robot = Robot(noisy, truth=True, joint_vel_noise=1.5)  # the training noise on the measured velocities only
+    for _ in range(20):
+        robot.tick()
+    client.close()
+    episodes = noisy.stats.episode_log
+    assert len(episodes) >= 2
+    for e in episodes:  # finite differences of noisy velocities: a large acceleration penalty, the truth's is tiny
+        assert e.terms["dof_acc_l2"] < -1e-4 and e.true_terms["dof_acc_l2"] > 0.01 * e.terms["dof_acc_l2"]
+        assert e.ret < e.true_ret
+    batch = Spool(tmp_path / "noisy" / "spool", "a1").read_from(0, 1000)
+    first = episodes[0].steps
+    # what the learner got is the measured reward (records are rounded to 5 decimals)
+    np.testing.assert_allclose(batch.rewards[:first].sum(), episodes[0].ret, atol=1e-5)
+    weight = noisy.contract.rewards["dof_acc_l2"] * noisy.contract.policy_dt
+    acc = weight * batch.reward_terms["dof_acc_l2"][:first].sum()
+    np.testing.assert_allclose(acc, episodes[0].terms["dof_acc_l2"], atol=1e-5)
+
+
+def test_without_fresh_ground_truth_an_episode_has_no_true_return(policy, tmp_path):
+    loop, client = _loop(policy, tmp_path, episode_steps=5, score_ground_truth=True)
+    robot = Robot(loop)  # no ground truth yet
+    for _ in range(12):
+        robot.tick()
+    assert loop.stats.episode_log and all(e.true_ret is None and e.true_terms == {} for e in loop.stats.episode_log)
+    robot.truth = True
+    for _ in range(10):
+        robot.tick()
+    assert loop.stats.episode_log[-1].true_ret is not None
+    robot.truth = False  # it stops: stale after the watchdog's timeout (1 s here), never scored from stale data
+    for _ in range(int(1.0 / DT) + 12):
+        robot.tick()
+    assert loop.stats.episode_log[-1].true_ret is None and loop.stats.episode_log[-1].ret is not None
+    client.close()
+
+
+def test_the_policy_node_scores_emulated_episodes_from_the_ground_truth_topics(policy, tmp_path):
+    """Over ROS: the emulator (training sensor noise) publishes ground_truth/* for the policy node's referee."""
+    from finetune.emulated import actor_params, run_actor
+
+    params = actor_params(work_dir=tmp_path, explore=False, episode_steps=10, score_ground_truth=True)
+    scored = lambda node: [e for e in node.loop.stats.episode_log if e.true_ret is not None]
+    record = run_actor(policy, gap={"sensor_noise": 1.0}, params=params, until=lambda node: len(scored(node)) >= 2,
+                       safety_params={"soft_start_hold_s": 0.1, "watchdog_timeout_s": 0.3}, timeout_s=30.0)  # fmt: skip
+    assert record["stop_reason"] == "until", record["episode_log"]
+    for e in (e for e in record["episode_log"] if e["true_ret"] is not None):
+        assert e["terms"]["dof_acc_l2"] < e["true_terms"]["dof_acc_l2"], "the measured joint velocities are noisy"

@@ -200,7 +200,11 @@ def test_emulator_node_udp_interface_publishes_only_ground_truth_and_resets(ros_
     from robot_bridge import qos
     from robot_bridge.emulator_node import EmulatorNode
 
-    overrides = [Parameter("interface", value="udp"), Parameter("udp_port", value=0)]
+    overrides = [
+        Parameter("interface", value="udp"),
+        Parameter("udp_port", value=0),
+        Parameter("sensor_noise", value=1.0),
+    ]
     emulator = ros_graph.add(EmulatorNode(context=ros_graph.context, parameter_overrides=overrides))
     probe = ros_graph.add(Node("probe", context=ros_graph.context))
     truth: list = []
@@ -226,6 +230,14 @@ def test_emulator_node_udp_interface_publishes_only_ground_truth_and_resets(ros_
         with emulator.udp.lock:
             np.testing.assert_allclose(emulator.robot.sense().joint_pos, DEFAULT, atol=0.05)
             assert emulator.robot.motor_command is None and emulator.robot.data.qpos[2] > 0.3
+    # The ground truth carries none of the sensor noise that the LowStates do: hung in the air, exactly at rest.
+    with emulator.udp.lock:
+        emulator.robot.hang(1.0)
+    hung = lambda: [m.twist.twist for m in list(truth) if m.pose.pose.position.z == 1.0]
+    wait_for(lambda: len(hung()) >= 5, 5.0, "ground truth of the hung robot")
+    assert all(t.linear.x == t.linear.y == t.linear.z == t.angular.x == t.angular.y == t.angular.z == 0 for t in hung())
+    with emulator.udp.lock:
+        assert np.abs(emulator.udp.sensors.joint_vel).max() > 0.1, "what the LowState carries is noisy"
 
 
 def test_emulator_node_refuses_an_unknown_interface(ros_graph):

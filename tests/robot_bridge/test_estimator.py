@@ -158,8 +158,8 @@ def test_reference_policy_walking_in_the_emulator_on_the_estimate():
 
 def test_node_publishes_odom_from_the_emulator_topics(ros_graph):
     """Real topics: the emulator node's joint_states / imu / foot_contacts in, the estimate on odom, compared by
-    stamp with the emulator's ground_truth/odom while the robot bobs and sways on planted feet. No sensor noise:
-    the emulator adds it to its ground truth too (the benchmark and the walk test measure the estimator with it)."""
+    stamp with the emulator's ground_truth/odom while the robot bobs and sways on planted feet. No sensor noise here
+    (the benchmark and the walk test measure the estimator with it)."""
     import rclpy
     from nav_msgs.msg import Odometry
     from rclpy.node import Node
