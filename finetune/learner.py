@@ -14,6 +14,11 @@ and the rest from the simulator buffer (symmetric sampling at 0.5; all real when
 ``--fresh`` starts from new networks instead (training from scratch on the robot: the baseline fine-tuning has
 to beat).
 
+The actor is anchored to the bundle's actor (``anchor_weight``; TD3+BC's scaling): plain SAC continued from a
+pretrained model on a small replay buffer of its own policy's data degrades the policy within a few thousand updates,
+even without any dynamics gap (measured in a gapped copy of the training simulator, in the note of issue 6), because
+critics fitted to the narrow data of one policy give the actor gradients towards actions that data never covers.
+
 Gradient steps run between socket polls at ``utd`` updates per real transition received (after
 ``learning_starts`` real transitions), so the robot never waits for the learner. Every ``publish_every`` updates
 the actor is exported to ONNX with :func:`deploy.export.export_model` (parity-checked, contract inside) and
@@ -92,6 +97,9 @@ class LearnerConfig:
     """First gradient steps that update only the critics: the actor waits until they have seen real data."""
     learning_rate: float = 0.0
     """Learning rate of actor, critics and entropy coefficient; 0 = the bundle's."""
+    anchor_weight: float = 0.1
+    """Pull the actor towards the bundle's actor: weight of the squared distance of their deterministic actions,
+    relative to the batch's mean |Q| (TD3+BC's scaling); 0 = plain SAC/TQC. Not used with ``fresh``."""
     learning_starts: int = 200
     """Real transitions received before the first gradient step."""
     batch_size: int = 0
@@ -170,6 +178,14 @@ class Learner:
             model.learning_rate = config.learning_rate
             model.lr_schedule = get_schedule_fn(config.learning_rate)
         model._vec_normalize_env = FrozenObsNorm(self.obs_norm)
+        if config.anchor_weight > 0 and not config.fresh:
+            anchor = (
+                self.model.actor
+                if checkpoint is None
+                else ALGO_CLASSES[self.algo].load(source.path / "model.zip", device="cpu").actor
+            )
+            model.actor_anchor = copy.deepcopy(anchor).requires_grad_(False).eval()
+            model.anchor_weight = config.anchor_weight
         from stable_baselines3.common.logger import configure
 
         model.set_logger(configure(str(self.out / "tb"), ["tensorboard"]))

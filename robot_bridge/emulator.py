@@ -134,13 +134,7 @@ class EmulatedA1:
         self.reset()
 
     def _apply_gap(self) -> None:
-        m, gap, trunk = self.model, self.gap, self.info.trunk_body
-        m.body_mass[trunk] *= gap.mass_scale
-        m.body_inertia[trunk] *= gap.mass_scale
-        # Position actuator: force = gain * ctrl + bias1 * q + bias2 * dq; all three scale with the motor.
-        m.actuator_gainprm[:, 0] *= gap.motor_strength
-        m.actuator_biasprm[:, 1:3] *= gap.motor_strength
-        m.actuator_forcerange *= gap.motor_strength
+        apply_gap(self.model, self.info.trunk_body, self.gap)  # friction: already in the spec
 
     def reset(self) -> None:
         """Standing at the default pose at the initial height, targets = default pose."""
@@ -254,6 +248,17 @@ class EmulatedA1:
 
     def _uniform(self, half_width: float, size: int) -> np.ndarray:
         return self._rng.uniform(-half_width, half_width, size) if half_width > 0 else np.zeros(size)
+
+
+def apply_gap(model: mujoco.MjModel, trunk_body: int, gap: DynamicsGap) -> None:
+    """The gap's trunk mass (and inertia) and motor strength on a compiled model (friction and latency are applied
+    where the model is built and stepped)."""
+    model.body_mass[trunk_body] *= gap.mass_scale
+    model.body_inertia[trunk_body] *= gap.mass_scale
+    # Position actuator: force = gain * ctrl + bias1 * q + bias2 * dq; all three scale with the motor.
+    model.actuator_gainprm[:, 0] *= gap.motor_strength
+    model.actuator_biasprm[:, 1:3] *= gap.motor_strength
+    model.actuator_forcerange *= gap.motor_strength
 
 
 def _axis_angle(rotation_vector: np.ndarray) -> tuple[np.ndarray, float]:

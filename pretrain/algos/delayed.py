@@ -28,6 +28,14 @@ class _DelayedActorUpdates:
     """Mixin: the update loop shared by SAC and TQC; the two differ in ``_critic_loss`` and ``_actor_q``."""
 
     policy_delay: int
+    actor_anchor: Any = None
+    """Fine-tuning: a frozen copy of an earlier actor the actor is pulled towards (None: plain SAC/TQC)."""
+    anchor_weight: float = 0.0
+    """Weight of the anchor term, relative to the batch's mean |Q| (TD3+BC's scaling): the actor loss gains
+    ``anchor_weight * mean|Q| * mean_batch(sum_j (a_j - anchor_j)^2)`` on the deterministic actions in [-1, 1]."""
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "actor_anchor", "anchor_weight", "_anchor_distances"]
 
     def _init_policy_delay(self, policy_delay: int) -> None:
         if int(policy_delay) < 1:
@@ -48,6 +56,7 @@ class _DelayedActorUpdates:
         self._update_learning_rate(optimizers)
 
         critic_losses, actor_losses, ent_coef_losses, ent_coefs = [], [], [], []
+        self._anchor_distances: list[th.Tensor] = []
         # Frozen during the actor's backward pass; parameters shared with the actor (a shared features
         # extractor) keep learning from the actor loss.
         actor_params = {id(p) for p in self.actor.parameters()}
@@ -77,7 +86,10 @@ class _DelayedActorUpdates:
                 for p in critic_only:
                     p.requires_grad_(False)
                 try:
-                    actor_loss = (ent_coef * log_prob - self._actor_q(data.observations, actions_pi)).mean()
+                    q_pi = self._actor_q(data.observations, actions_pi)
+                    actor_loss = (ent_coef * log_prob - q_pi).mean()
+                    if self.actor_anchor is not None and self.anchor_weight > 0:
+                        actor_loss = actor_loss + self._anchor_loss(data.observations, q_pi)
                     self.actor.optimizer.zero_grad()
                     actor_loss.backward()
                 finally:
@@ -104,6 +116,15 @@ class _DelayedActorUpdates:
             self.logger.record("train/actor_loss", _mean(actor_losses))
         if ent_coef_losses:
             self.logger.record("train/ent_coef_loss", _mean(ent_coef_losses))
+        if self._anchor_distances:
+            self.logger.record("train/anchor_distance", _mean(self._anchor_distances))
+
+    def _anchor_loss(self, obs: th.Tensor, q_pi: th.Tensor) -> th.Tensor:
+        with th.no_grad():
+            anchor = self.actor_anchor(obs, deterministic=True)
+        distance = (self.actor(obs, deterministic=True) - anchor).pow(2).sum(dim=1).mean()
+        self._anchor_distances.append(distance.detach())
+        return self.anchor_weight * q_pi.abs().mean().detach() * distance
 
 
 def _mean(values: list[th.Tensor]) -> float:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mujoco
@@ -58,6 +58,10 @@ class A1MujocoVecEnv(VecEnv):
         obs_noise: add the contract's training observation noise (Isaac Lab ``enable_corruption``).
         randomize: apply the contract's domain randomization (mass, COM, friction, reset spread,
             pushes). ``False`` gives nominal dynamics, resets at the default pose and no pushes.
+        modify_model: called on each env's own copy of the model after the randomization (e.g. a dynamics gap,
+            :func:`robot_bridge.emulator.apply_gap`); ``mj_setConst`` follows.
+        action_delay_substeps: physics steps (of ``sim_dt``, at most ``decimation``) at the start of each policy
+            step during which the previous joint targets still act: actuation latency.
     """
 
     def __init__(
@@ -69,6 +73,8 @@ class A1MujocoVecEnv(VecEnv):
         num_threads: int | None = None,
         obs_noise: bool = True,
         randomize: bool = True,
+        modify_model: Callable[[mujoco.MjModel], None] | None = None,
+        action_delay_substeps: int = 0,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -87,6 +93,11 @@ class A1MujocoVecEnv(VecEnv):
         self._check_state_layout()
         self._rng = np.random.default_rng(seed)
         self.models = self._startup_models() if randomize else [self.model] * n
+        if modify_model is not None:
+            self.models = _modified(self.models, modify_model)
+        if not 0 <= int(action_delay_substeps) <= c.decimation:
+            raise ValueError(f"action_delay_substeps must be in [0, {c.decimation}], got {action_delay_substeps}")
+        self.action_delay_substeps = int(action_delay_substeps)
         self.trunk_com = np.array([m.body_ipos[self.info.trunk_body] for m in self.models])
         self.num_threads = max(1, min(num_threads or os.cpu_count() or 1, n))
         self._datas = [mujoco.MjData(self.model) for _ in range(self.num_threads)]
@@ -107,6 +118,7 @@ class A1MujocoVecEnv(VecEnv):
         self.commands = VelocityCommands(c.commands, n, c.policy_dt)
         self.feet = FootContactTracker(n, 4, c.sim_dt, c.reward_params["contact_force_threshold"])
         self.action_raw = np.zeros((n, c.num_joints))
+        self._prev_targets = np.zeros((n, c.num_joints))
         self.prev_action_raw = np.zeros((n, c.num_joints))
         self.episode_length = np.zeros(n, dtype=np.int64)
         self.episode_return = np.zeros(n)
@@ -215,7 +227,11 @@ class A1MujocoVecEnv(VecEnv):
             raise RuntimeError("step_wait() called without step_async()")
         c = self.contract
         self.prev_action_raw, self.action_raw = self.action_raw, c.action_bounds.to_raw(self._actions)
-        self._ctrl[:] = c.raw_joint_targets(self.action_raw)[:, None, :]
+        targets = c.raw_joint_targets(self.action_raw)
+        self._ctrl[:] = targets[:, None, :]
+        if self.action_delay_substeps:
+            self._ctrl[:, : self.action_delay_substeps] = self._prev_targets[:, None, :]
+        self._prev_targets = targets
         self._actions = None
         self._pool.rollout(
             self.models,
@@ -372,6 +388,7 @@ class A1MujocoVecEnv(VecEnv):
         self.state[env_ids, self._qvel_start : self._qvel_start + self._nv] = qvel
         self.action_raw[env_ids] = 0.0
         self.prev_action_raw[env_ids] = 0.0
+        self._prev_targets[env_ids] = c.raw_joint_targets(np.zeros(c.num_joints))
         self.episode_length[env_ids] = 0
         self.episode_return[env_ids] = 0.0
         for value in self.episode_terms.values():
@@ -392,3 +409,15 @@ class A1MujocoVecEnv(VecEnv):
             self.qvel[push, 0:2] += pushes  # world-frame root velocity (a view into self.state)
             self.push_time_left[push] = self._rng.uniform(*interval, size=len(push))
         return push
+
+
+def _modified(models: list[mujoco.MjModel], modify: Callable[[mujoco.MjModel], None]) -> list[mujoco.MjModel]:
+    """A modified copy of each distinct model (envs that shared a model share its copy)."""
+    copies: dict[int, mujoco.MjModel] = {}
+    for m in models:
+        if id(m) not in copies:
+            new = copy.deepcopy(m)
+            modify(new)
+            mujoco.mj_setConst(new, mujoco.MjData(new))
+            copies[id(m)] = new
+    return [copies[id(m)] for m in models]

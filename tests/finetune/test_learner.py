@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch as th
@@ -153,3 +155,56 @@ def test_the_learning_rate_can_be_lowered_for_fine_tuning(tiny_bundle, tmp_path)
     m = learner.model
     for optimizer in (m.actor.optimizer, m.critic.optimizer, m.ent_coef_optimizer):
         assert all(group["lr"] == pytest.approx(1e-4) for group in optimizer.param_groups)
+
+
+def _actor_distance(learner: Learner, obs: th.Tensor) -> float:
+    m = learner.model
+    with th.no_grad():
+        return float((m.actor(obs, deterministic=True) - m.actor_anchor(obs, deterministic=True)).abs().max())
+
+
+@pytest.mark.parametrize("algo", ["sac", "tqc"])
+def test_the_anchor_holds_the_actor_near_the_bundle(tiny_bundle, tmp_path, algo):
+    """The same data and updates: an anchored actor moves less from the bundle's actor than a free one."""
+    moved = {}
+    for weight in (0.0, 1e3):
+        config = LearnerConfig(
+            bundle=str(tiny_bundle(algo)), out=str(tmp_path / f"w{weight}"), learning_starts=0, critic_warmup=0,
+            learning_rate=3e-3, anchor_weight=weight, seed=0,
+        )  # fmt: skip
+        learner = Learner(config, progress=False)
+        _feed(learner, make_batch(learner.contract, "a1", 0, 128))
+        if weight == 0.0:
+            assert learner.model.actor_anchor is None
+            learner.model.actor_anchor = copy.deepcopy(learner.model.actor).requires_grad_(False)  # to measure only
+        else:
+            anchor = learner.model.actor_anchor
+            assert anchor is not learner.model.actor and not any(p.requires_grad for p in anchor.parameters())
+        obs = th.as_tensor(learner.obs_norm.normalize(make_batch(learner.contract, "x", 0, 64).obs), dtype=th.float32)
+        th.manual_seed(0)
+        learner.train(40)
+        moved[weight] = _actor_distance(learner, obs)
+        if weight > 0:
+            assert np.isfinite(learner.model.logger.name_to_value["train/anchor_distance"])
+    assert moved[0.0] > 0.0
+    assert moved[1e3] < 0.5 * moved[0.0], moved
+
+
+def test_the_anchor_is_the_bundle_actor_after_a_resume_and_is_not_saved(tiny_bundle, tmp_path):
+    learner = _learner(tiny_bundle, tmp_path, learning_starts=0, critic_warmup=0, anchor_weight=0.5, learning_rate=3e-3)
+    _feed(learner, make_batch(learner.contract, "a1", 0, 64))
+    bundle_actor = copy.deepcopy(learner.model.actor_anchor.state_dict())
+    learner.train(20)
+    checkpoint = learner.checkpoint()
+    import zipfile
+
+    with zipfile.ZipFile(checkpoint / "model.zip") as z:
+        assert "actor_anchor" not in z.read("data").decode()
+    resumed = Learner(LearnerConfig(), resume=str(tmp_path / "ft"), progress=False)
+    assert resumed.config.anchor_weight == 0.5 and resumed.model.anchor_weight == 0.5
+    for name, value in resumed.model.actor_anchor.state_dict().items():
+        assert th.equal(value, bundle_actor[name]), f"{name}: the anchor must stay the bundle's actor"
+    assert any(
+        not th.equal(a, b)
+        for a, b in zip(resumed.model.actor.parameters(), resumed.model.actor_anchor.parameters(), strict=True)
+    ), "the resumed actor is the checkpoint's, not the anchor"

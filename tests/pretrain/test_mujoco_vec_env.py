@@ -249,3 +249,41 @@ def test_works_under_sb3_wrappers_and_algorithms():
     ppo = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0)
     ppo.learn(64)
     assert ppo.num_timesteps >= 64
+
+
+def test_action_delay_keeps_the_previous_targets_for_the_first_substeps():
+    c = get_contract()
+    kick = np.full((2, c.num_joints), 0.8)
+    states = {}
+    for delay in (0, c.decimation):
+        env = A1MujocoVecEnv(2, c, seed=3, num_threads=1, obs_noise=False, randomize=False, action_delay_substeps=delay)
+        env.reset()
+        env.step(kick)
+        states[delay] = env.state.copy()
+        env.step(np.zeros((2, c.num_joints)))
+        states[delay, "second"] = env.state.copy()
+    hold = A1MujocoVecEnv(2, c, seed=3, num_threads=1, obs_noise=False, randomize=False)
+    hold.reset()
+    hold.step(np.tile(c.action_bounds.to_normalized(np.zeros(c.num_joints)), (2, 1)))  # raw 0: the default pose
+    # a full policy step of delay: the first step still applied the reset's default-pose targets
+    np.testing.assert_allclose(states[c.decimation], hold.state, atol=1e-12)
+    assert not np.allclose(states[0], hold.state, atol=1e-6)
+    hold.step(kick)  # the delayed robot's second step: the kick, one policy step late
+    np.testing.assert_allclose(states[c.decimation, "second"], hold.state, atol=1e-12)
+    with pytest.raises(ValueError, match="action_delay_substeps"):
+        A1MujocoVecEnv(1, c, num_threads=1, action_delay_substeps=c.decimation + 1)
+
+
+def test_modify_model_changes_copies_of_the_models():
+    from robot_bridge.emulator import DynamicsGap, apply_gap
+
+    c = get_contract()
+    weak = lambda m: apply_gap(m, 1, DynamicsGap(motor_strength=0.5, mass_scale=1.2))  # body 1: the trunk
+    env = A1MujocoVecEnv(3, c, num_threads=1, randomize=False, modify_model=weak)
+    assert env.models[0] is env.models[1] is env.models[2] and env.models[0] is not env.model
+    np.testing.assert_allclose(env.models[0].actuator_gainprm[:, 0], 0.5 * env.model.actuator_gainprm[:, 0])
+    assert env.models[0].body_mass[1] == pytest.approx(1.2 * env.model.body_mass[1])
+    randomized = A1MujocoVecEnv(3, c, seed=1, num_threads=1, modify_model=weak)
+    assert len({id(m) for m in randomized.models}) == 3
+    assert all(m.actuator_forcerange[0, 1] == pytest.approx(0.5 * env.model.actuator_forcerange[0, 1])
+               for m in randomized.models)  # fmt: skip
