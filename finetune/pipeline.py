@@ -284,7 +284,7 @@ def write_report(out: Path, summary: dict, before: dict, during: dict, after: di
     ax.boxplot(data, showmeans=True)
     ax.set_xticks([1, 2], ["zero-shot", "fine-tuned"])
     ax.set_ylabel("ground-truth episode return")
-    ax.set_title("Ground-truth return on the emulated A1 (deterministic policy)")
+    ax.set_title("Ground-truth return (deterministic policy)")
     ax = axes[0, 1]
     episodes = during["episode_log"]
     if episodes:
@@ -294,7 +294,7 @@ def write_report(out: Path, summary: dict, before: dict, during: dict, after: di
         ax.plot(falls, [episodes[i - 1]["ret"] for i in falls], "rx", label="fall")
         ax.legend()
     ax.set_xlabel("episode during fine-tuning (exploring)")
-    ax.set_title("Returns while fine-tuning (measured: the learner's reward)")
+    ax.set_title("While fine-tuning (measured reward)")
     ax = axes[1, 0]
     terms = sorted({k for e in before["episode_log"] + after["episode_log"] for k in e["true_terms"]})
     if terms:
