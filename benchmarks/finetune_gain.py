@@ -34,6 +34,7 @@ from finetune.pipeline import (  # noqa: E402
     evaluate,
     free_port,
     init_keys,
+    learner_flags,
     start_learner,
     stop_learner,
 )
@@ -42,20 +43,7 @@ from finetune.pipeline import (  # noqa: E402
 def finetune_run(args, out: Path, keys: Path, policy0: Path, fresh: bool) -> dict:
     """Fine-tune for ``args.minutes`` on the gapped robot; returns {mark: policy file in use at that mark}."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    extra = (
-        [
-            "--utd",
-            str(args.utd),
-            "--publish-every",
-            str(args.publish_every),
-            "--learning-starts",
-            str(args.learning_starts),
-            "--checkpoint-every-s",
-            "60",
-        ]
-        + (["--fresh"] if fresh else [])
-        + list(args.learner_arg)
-    )
+    extra = learner_flags(args, checkpoint_every_s=60) + (["--fresh"] if fresh else []) + list(args.learner_arg)
     learner = start_learner(args.bundle, out / "learner", keys, endpoint, extra, out / "learner.log")
     in_use: list[tuple[float, int]] = []
 

@@ -133,11 +133,7 @@ def main() -> int:
             )  # fmt: skip
             seq[i] += 1
         obs, sent = new_obs, sent + args.envs
-        owed = int(learner.stats.owed_updates)
-        if owed > 0:
-            learner.train(owed)
-            learner.stats.updates += owed
-            learner.stats.owed_updates -= owed
+        learner.train_owed()
         bar.update(args.envs)
         for mark in args.marks:
             if mark not in marks and sent >= mark:

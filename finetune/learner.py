@@ -366,6 +366,17 @@ class Learner:
                 m.log_ent_coef.copy_(keep[2])
             m.ent_coef_optimizer.load_state_dict(keep[3])
 
+    def train_owed(self, limit: int | None = None) -> int:
+        """The gradient steps owed for the transitions received (``utd`` each), at most ``limit``; returns how many."""
+        owed = int(self.stats.owed_updates)
+        if owed <= 0 or self.real_size == 0:
+            return 0
+        k = owed if limit is None else min(owed, limit)
+        self.train(k)
+        self.stats.updates += k
+        self.stats.owed_updates -= k
+        return k
+
     # ---- the loop -----------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
         self._stop_reason = reason
@@ -402,12 +413,8 @@ class Learner:
             while self._stop_reason is None:
                 owed = int(self.stats.owed_updates)
                 self.server.serve_once(0 if owed > 0 else 20, self.insert)
-                owed = int(self.stats.owed_updates)
-                if owed > 0 and self.real_size > 0:
-                    k = min(owed, config.max_updates_per_poll)
-                    self.train(k)
-                    self.stats.updates += k
-                    self.stats.owed_updates -= k
+                k = self.train_owed(config.max_updates_per_poll)
+                if k:
                     updates_this_run += k
                     if self.stats.updates - last_publish >= config.publish_every:
                         self.publish_policy()

@@ -100,6 +100,15 @@ def start_learner(
     return subprocess.Popen(cmd, stdout=stream, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def learner_flags(args: argparse.Namespace, checkpoint_every_s: float) -> list[str]:
+    """The learner flags the pipeline and the benchmarks expose (``args.utd``, ``publish_every``,
+    ``learning_starts``)."""
+    return [
+        "--utd", str(args.utd), "--publish-every", str(args.publish_every),
+        "--learning-starts", str(args.learning_starts), "--checkpoint-every-s", f"{checkpoint_every_s:g}",
+    ]  # fmt: skip
+
+
 def stop_learner(process: subprocess.Popen, timeout_s: float = 60.0) -> int:
     """SIGINT (final checkpoint), then wait; SIGKILL if it does not stop."""
     if process.poll() is None:
@@ -182,17 +191,8 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     step(f"fine-tuning for {args.minutes} min of emulated robot time")
     endpoint = f"tcp://127.0.0.1:{args.port or free_port()}"
     learner_out = out / "learner"
-    learner_extra = [
-        "--utd",
-        str(args.utd),
-        "--publish-every",
-        str(args.publish_every),
-        "--learning-starts",
-        str(args.learning_starts),
-        "--checkpoint-every-s",
-        "30",
-    ]
-    learner = start_learner(args.bundle, learner_out, keys, endpoint, learner_extra, out / "learner.log")
+    extra = learner_flags(args, checkpoint_every_s=30)
+    learner = start_learner(args.bundle, learner_out, keys, endpoint, extra, out / "learner.log")
     from finetune.emulated import actor_params, run_actor
 
     total = args.minutes * 60.0
