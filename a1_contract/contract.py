@@ -258,8 +258,27 @@ class TaskContract:
         half = 0.5 * (limits[:, 1] - limits[:, 0]) * self.soft_joint_pos_limit_factor
         return np.stack([mid - half, mid + half], axis=1)
 
+    def joint_target_limits(self) -> np.ndarray:
+        """(num_joints, 2) the one rule for what a joint target may be: the soft joint limits.
+
+        The training simulator clamps its targets to these, and the robot's safety layer clamps to the
+        same limits, so a policy never meets on the robot a clamp it did not meet in training.
+        """
+        return self.soft_joint_pos_limits()
+
+    def clamp_joint_targets(self, targets: np.ndarray) -> np.ndarray:
+        """Joint targets (..., num_joints) clamped to :meth:`joint_target_limits`."""
+        limits = self.joint_target_limits()
+        return np.clip(targets, limits[:, 0], limits[:, 1])
+
+    def raw_target_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`joint_target_limits` in raw action units (low, high): bounds beyond them are dead range."""
+        limits = self.joint_target_limits()
+        default = np.asarray(self.default_joint_pos)
+        return (limits[:, 0] - default) / self.action_scale, (limits[:, 1] - default) / self.action_scale
+
     def joint_targets(self, action: np.ndarray) -> np.ndarray:
-        """Normalized action in [-1, 1] -> joint position targets (rad)."""
+        """Normalized action in [-1, 1] -> joint position targets (rad), before the target clamp."""
         return self.raw_joint_targets(self.action_bounds.to_raw(action))
 
     def raw_joint_targets(self, raw: np.ndarray) -> np.ndarray:

@@ -136,7 +136,7 @@ def rollout_replay_step(
     def step() -> None:
         nonlocal t
         buf.state[:] = states[t]
-        buf.ctrl[:] = c.joint_targets(actions[t])[:, None, :]
+        buf.ctrl[:, :, : c.num_joints] = c.clamp_joint_targets(c.joint_targets(actions[t]))[:, None, :]
         buf.rollout(pool)
         t = (t + 1) % len(states)
 
@@ -152,7 +152,8 @@ def rollout_free_step(
     buf.state[:] = initial_state
 
     def step() -> None:
-        buf.ctrl[:] = c.joint_targets(rng.uniform(-1.0, 1.0, (env.num_envs, c.num_joints)))[:, None, :]
+        targets = c.clamp_joint_targets(c.joint_targets(rng.uniform(-1.0, 1.0, (env.num_envs, c.num_joints))))
+        buf.ctrl[:, :, : c.num_joints] = targets[:, None, :]
         buf.rollout(pool)
 
     return step

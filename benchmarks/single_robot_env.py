@@ -103,7 +103,7 @@ class A1SingleRobotEnv(gym.Env):
             raise ValueError("action contains NaN or inf; refusing to step the simulator")
         a = np.clip(a, -1.0, 1.0)
         self.prev_action_raw, self.action_raw = self.action_raw, c.action_bounds.to_raw(a)
-        d.ctrl[:] = c.raw_joint_targets(self.action_raw)[0]
+        d.ctrl[: c.num_joints] = c.clamp_joint_targets(c.raw_joint_targets(self.action_raw)[0])
 
         # The batched env's rollout starts every policy step from a zero warmstart; do the same so
         # both run the same solver iterations on the same states.

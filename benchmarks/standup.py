@@ -121,7 +121,7 @@ def drop(robot: EmulatedA1, rng: np.random.Generator, roll: float | None = None,
     robot.data.qpos[0:3] = (0.0, 0.0, rng.uniform(0.25, 0.35))
     robot.data.qpos[3:7] = _quat_zyx(yaw, pitch, small_roll if roll is None else roll)
     robot.data.qpos[robot.info.qpos_joints] = joints
-    robot.data.ctrl[:] = joints
+    robot.data.ctrl[: contract.num_joints] = joints
     mujoco.mj_forward(robot.model, robot.data)
     sensors = robot.sense()
     for _ in range(int(round(settle_s / contract.policy_dt))):

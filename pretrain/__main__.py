@@ -13,6 +13,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("pretrain.demo", "short MuJoCo run of A1 robots holding the default pose; writes video, images, plots"),
     "train": ("pretrain.train", "train SAC, TQC or PPO (presets, YAML config, checkpoints, --resume)"),
+    "evaluate": ("pretrain.evaluate", "velocity-command grid, nominal and training conditions: tracking, falls"),
     "walk": ("pretrain.rollout", "does a bundle's policy walk? fixed forward command, falls and tracking error"),
     "actions": ("pretrain.diagnose", "plot the actions a policy takes against its bounds, and initial distributions"),
     "reference": ("pretrain.reference", "copy a bundle without its replay buffer as the reference policy; walk check"),

@@ -53,7 +53,27 @@ def resolve_bounds(cfg: BoundsConfig, contract: TaskContract) -> ActionBounds:
         )
     if len(bounds.low) != n:
         raise ValueError(f"bounds have {len(bounds.low)} joints, the contract {n}")
+    if cfg.clip_to_targets:
+        bounds = clip_to_target_limits(bounds, contract)
     return bounds
+
+
+def clip_to_target_limits(bounds: ActionBounds, contract: TaskContract) -> ActionBounds:
+    """``bounds`` intersected with the contract's joint-target limits in raw units (method name + ``_clip``).
+
+    The seed author's PPO percentiles put the calf's upper bound (3.4 raw = -0.65 rad) beyond the A1's hard
+    calf limit (-0.92 rad): a squashed policy that saturates there pins the leg straight against the limit,
+    and the robot's safety layer would clamp those targets anyway.
+    """
+    lo_lim, hi_lim = contract.raw_target_limits()
+    low = np.maximum(np.asarray(bounds.low), lo_lim)
+    high = np.minimum(np.asarray(bounds.high), hi_lim)
+    if np.array_equal(low, bounds.low) and np.array_equal(high, bounds.high):
+        return bounds
+    if not (low < high).all():
+        bad = [contract.joint_names[i] for i in np.flatnonzero(~(low < high))]
+        raise ValueError(f"bounds lie entirely outside the joint-target limits at {bad}")
+    return ActionBounds(tuple(float(v) for v in low), tuple(float(v) for v in high), f"{bounds.method}_clip")
 
 
 def percentile_bounds(raw_actions: np.ndarray, lower: float = 2.5, upper: float = 97.5) -> ActionBounds:

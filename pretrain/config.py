@@ -41,6 +41,9 @@ class BoundsConfig:
     """Bounds JSON from ``python -m pretrain bounds`` (method ``ppo_percentile``)."""
     scale: float = 1.0
     """Multiplies the bounds (the seed author used 1.25 on rough terrain)."""
+    clip_to_targets: bool = True
+    """Intersect the bounds with the contract's joint-target limits (soft joint limits, what the robot's
+    safety layer clamps to): no part of the action range is dead or pins a joint against its hard limit."""
 
 
 @dataclass

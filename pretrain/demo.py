@@ -55,7 +55,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-def _label(image: np.ndarray, text: str) -> np.ndarray:
+def label_image(image: np.ndarray, text: str) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(image)
@@ -66,17 +66,17 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(img)
 
 
-def _write_video(frames: list[np.ndarray], out: Path, fps: float) -> Path:
+def write_video(frames: list[np.ndarray], out: Path, fps: float, name: str = "a1_demo") -> Path:
     """MP4 through imageio-ffmpeg when installed, else an animated GIF through pillow."""
     if importlib.util.find_spec("imageio_ffmpeg") is not None:
         import imageio.v2 as imageio
 
-        path = out / "a1_demo.mp4"
+        path = out / f"{name}.mp4"
         imageio.mimsave(path, frames, fps=fps, codec="libx264", quality=6, macro_block_size=8)
         return path
     from PIL import Image
 
-    path = out / "a1_demo.gif"
+    path = out / f"{name}.gif"
     # One palette for the whole film (from a few frames): fast, no flicker between frames.
     sample = np.concatenate(frames[:: max(1, len(frames) // 4)][:4], axis=0)
     palette = Image.fromarray(sample).quantize(colors=128, method=Image.Quantize.MEDIANCUT)
@@ -195,7 +195,7 @@ def run_demo(args: argparse.Namespace) -> dict:
             if k in snap_steps:
                 for i in snap_robots:
                     img = camera.render(env.qpos[i], env.commands.command[i])
-                    snapshots[(i, k)] = _label(img, f"robot {i}  t={tk:.1f}s  h={env.base_height[i]:.2f}m")
+                    snapshots[(i, k)] = label_image(img, f"robot {i}  t={tk:.1f}s  h={env.base_height[i]:.2f}m")
             render_wall += time.perf_counter() - t0
             bar.update(1)
             if k % 10 == 0:
@@ -204,7 +204,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     paths: dict[str, str] = {}
     if frames:
-        paths["video"] = str(_write_video(frames, out, fps))
+        paths["video"] = str(write_video(frames, out, fps))
     grid = render_grid([snapshots[(i, k)] for i in snap_robots for k in snap_steps], cols=len(snap_steps))
     from PIL import Image
 

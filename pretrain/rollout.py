@@ -3,7 +3,9 @@
 The walk check is the acceptance test of a policy: ``num_envs`` robots get a fixed forward command
 (default 0.5 m/s) for ``seconds`` (default 10 s); the policy walks if no robot falls, the mean
 velocity-tracking error |command_xy - body velocity_xy| is under ``max_tracking_error`` and the mean
-forward speed (world frame, displacement / time) is within ``speed_tolerance`` of the command.
+forward speed (displacement along the initial heading / time) is within ``speed_tolerance`` of the command
+(relative to ``|command|``, so backward commands work too). The grid evaluation
+(``python -m pretrain evaluate``) is the full test; this is its one-command shortcut.
 ``python -m pretrain walk BUNDLE`` prints the numbers and exits non-zero on failure.
 """
 
@@ -94,12 +96,17 @@ def walk_check(
     speed_tolerance: float = 0.5,
 ) -> WalkResult:
     """Run ``policy`` (normalized obs-to-action callable taking raw observations) with a fixed command."""
+    from pretrain.sim import batch_math
+
+    if not seconds > 0 or num_envs < 1:
+        raise ValueError(f"the walk check needs seconds > 0 and num_envs >= 1, got {seconds} and {num_envs}")
     env = _env_for(contract, num_envs, seed, randomize, obs_noise)
     env.reset()
     ids = np.arange(num_envs)
     env.commands.set(ids, np.tile([command_x, 0.0, 0.0], (num_envs, 1)), hold_s=seconds + 1.0)
     obs = env.observe()
     start_xy = env.qpos[:, :2].copy()
+    start_yaw = batch_math.yaw(env.qpos[:, 3:7])
     fell = np.zeros(num_envs, bool)
     errors, heights = [], []
     steps = int(round(seconds / contract.policy_dt))
@@ -113,7 +120,8 @@ def walk_check(
                 fell[i] = True
         if fell.any():
             break
-    distance = (env.qpos[:, :2] - start_xy)[:, 0]
+    # Displacement along each robot's initial heading (robots start at random yaw under randomization).
+    distance = np.sum((env.qpos[:, :2] - start_xy) * np.stack([np.cos(start_yaw), np.sin(start_yaw)], axis=1), axis=1)
     elapsed = len(errors) * contract.policy_dt
     speeds = np.where(fell, 0.0, distance / max(elapsed, 1e-9))
     err = float(np.mean(errors))
@@ -121,7 +129,7 @@ def walk_check(
         walks=bool(
             not fell.any()
             and err < max_tracking_error
-            and abs(speeds.mean() - command_x) <= speed_tolerance * command_x
+            and abs(speeds.mean() - command_x) <= speed_tolerance * abs(command_x)
         ),
         falls=int(fell.sum()),
         num_envs=num_envs,
@@ -137,7 +145,9 @@ def walk_check(
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Does a bundle's policy walk? (see module docs)")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Does a bundle's policy walk? (see module docs)", allow_abbrev=False
+    )
     parser.add_argument("bundle", help="bundle or run directory")
     parser.add_argument("--command-x", type=float, default=0.5, help="forward command, m/s")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -147,6 +157,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--obs-noise", action="store_true", help="training observation noise on")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+    if not args.seconds > 0 or args.num_envs < 1:
+        parser.error(f"need --seconds > 0 and --num-envs >= 1, got {args.seconds} and {args.num_envs}")
     policy = BundlePolicy(args.bundle)
     result = walk_check(
         policy,

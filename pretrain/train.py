@@ -42,9 +42,11 @@ SHORT_FLAGS = {  # short flag -> dotted config field
 }
 
 
-# Budget and machine settings: they change how long and where a resumed run trains, not what it learns.
+# Budget and machine settings (they change how long and where a resumed run trains, not what it learns), and
+# the curriculum switches: a policy learned on nominal dynamics continues under randomization and noise.
 RESUME_MAY_CHANGE = (
     "timesteps", "minutes", "out", "torch_threads", "env.threads", "device", "checkpoint_minutes", "log_every_s",
+    "env.randomize", "env.obs_noise",
 )  # fmt: skip
 
 

@@ -1,18 +1,19 @@
 """The emulated A1 without ROS: the simulator's MuJoCo model, one robot, stepped at ``sim_dt``, with a gap.
 
 Built with the same model builder as the training env (:func:`pretrain.sim.a1_model.build_a1_spec`): the
-same URDF, joints, PD as MuJoCo position actuators with the contract's kp/kd and effort limits, the same
-contact settings. Only sensors are added (an IMU site with an accelerometer), which do not change the
-dynamics. Body-frame quantities come from :func:`pretrain.sim.observations.body_state`, so the ground-truth
-body velocity is exactly the simulator's ``base_lin_vel``.
+same URDF, joints, DC motors (the contract's kp/kd, effort and velocity limits), the same contact settings.
+Only sensors are added (an IMU site with an accelerometer), which do not change the dynamics. Body-frame
+quantities come from :func:`pretrain.sim.observations.body_state`, so the ground-truth body velocity is
+exactly the simulator's ``base_lin_vel``.
 
 The dynamics gap (:class:`DynamicsGap`) is what a policy must survive on the way to the robot.
 
-Two ways to drive the motors. ``set_targets`` (the default, what the training env does): the contract's PD as
-MuJoCo position actuators. ``set_motor_command`` (what the A1 firmware does with a ``LowCmd``, used by
+Two ways to drive the motors. ``set_targets`` (the default, what the training env does): the contract's PD in
+the DC motor model. ``set_motor_command`` (what the A1 firmware does with a ``LowCmd``, used by
 :mod:`robot_bridge.emulator_udp`): per-joint ``tau = kp (q* - q) + kd (dq* - dq) + tau_ff`` with the gains the
 command carries, written into the same actuators (``actuator_gainprm/biasprm``), so the damping term stays
-implicit and the effort limit is the same. With the contract's gains the two give the same torques.
+implicit and the torque-speed and effort limits are the same. With the contract's gains the two give the same
+torques.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import mujoco
 import numpy as np
 
 from a1_contract import TaskContract, robot
-from pretrain.sim.a1_model import A1ModelInfo, build_a1_spec, default_qpos
+from pretrain.sim.a1_model import PD_GEAR, A1ModelInfo, build_a1_spec, default_qpos
 from pretrain.sim.observations import body_state
 
 
@@ -120,6 +121,7 @@ class EmulatedA1:
         # The position-actuator parameters (after the gap), restored whenever set_targets takes over again.
         self._position_gainprm = self.model.actuator_gainprm.copy()
         self._position_biasprm = self.model.actuator_biasprm.copy()
+        self._back_emf = np.asarray(contract.effort_limit) / np.asarray(contract.velocity_limit)
         self._gravity = self.model.opt.gravity.copy()
         self.motor_command: MotorCommand | None = None
         """The motor command being applied, or None in position-actuator mode (``set_targets``)."""
@@ -141,7 +143,7 @@ class EmulatedA1:
         self.model.opt.gravity[:] = self._gravity
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[:] = default_qpos(self.model, self.contract, self.info)
-        self.data.ctrl[:] = self.contract.default_joint_pos
+        self.data.ctrl[: self.contract.num_joints] = self.contract.default_joint_pos
         self._use_position_actuators()
         self._pending: collections.deque[tuple[float, np.ndarray | MotorCommand]] = collections.deque()
         self.trunk_contacts = 0
@@ -183,16 +185,19 @@ class EmulatedA1:
         if isinstance(command, np.ndarray):
             if self.motor_command is not None:
                 self._use_position_actuators()
-            self.data.ctrl[:] = command
+            self.data.ctrl[: self.contract.num_joints] = command
             return
-        # force = gain * ctrl + bias1 * q + bias2 * dq, all scaled by motor_strength as the position actuators are.
+        # The DC motor's PD actuators (gear G: joint torque = G * force, see pretrain.sim.a1_model.add_dc_motors) get
+        # the command's law: torque = ctrl + (-kp) q + (c - kd) dq, scaled by motor_strength as the model's gains are;
+        # the back-EMF actuators and the effort clamp stay, so the motor keeps its torque-speed limit.
         strength = self.gap.motor_strength
-        m = self.model
-        m.actuator_gainprm[:, 0] = strength
-        m.actuator_biasprm[:, 0] = 0.0
-        m.actuator_biasprm[:, 1] = -strength * command.kp
-        m.actuator_biasprm[:, 2] = -strength * command.kd
-        self.data.ctrl[:] = command.kp * command.q + command.kd * command.dq + command.tau
+        m, n, g = self.model, self.contract.num_joints, PD_GEAR
+        c = self._back_emf
+        m.actuator_gainprm[:n, 0] = strength / g
+        m.actuator_biasprm[:n, 0] = 0.0
+        m.actuator_biasprm[:n, 1] = -strength * command.kp / g**2
+        m.actuator_biasprm[:n, 2] = strength * (c - command.kd) / g**2
+        self.data.ctrl[:n] = command.kp * command.q + command.kd * command.dq + command.tau
         self.motor_command = command
 
     def step(self, n: int = 1) -> None:
@@ -255,10 +260,12 @@ def apply_gap(model: mujoco.MjModel, trunk_body: int, gap: DynamicsGap) -> None:
     where the model is built and stepped)."""
     model.body_mass[trunk_body] *= gap.mass_scale
     model.body_inertia[trunk_body] *= gap.mass_scale
-    # Position actuator: force = gain * ctrl + bias1 * q + bias2 * dq; all three scale with the motor.
+    # DC motor (PD and back-EMF actuators): force = gain * ctrl + bias1 * q + bias2 * dq; gains, clamps and the
+    # joint's total-torque clamp all scale with the motor.
     model.actuator_gainprm[:, 0] *= gap.motor_strength
     model.actuator_biasprm[:, 1:3] *= gap.motor_strength
     model.actuator_forcerange *= gap.motor_strength
+    model.jnt_actfrcrange *= gap.motor_strength
 
 
 def _axis_angle(rotation_vector: np.ndarray) -> tuple[np.ndarray, float]:

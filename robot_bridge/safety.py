@@ -119,7 +119,8 @@ class SafetyController:
         self.config = config or SafetyConfig()
         self.dt = contract.policy_dt if dt is None else dt
         hard = np.asarray(contract.joint_pos_limits)
-        limits = contract.soft_joint_pos_limits() if self.config.use_soft_limits else hard
+        # The contract's joint-target rule: the training simulator clamps its targets to the same limits.
+        limits = contract.joint_target_limits() if self.config.use_soft_limits else hard
         self.lower, self.upper = limits[:, 0].copy(), limits[:, 1].copy()
         self.default_pose = np.asarray(contract.default_joint_pos, dtype=np.float64)
         self._fall_gravity_z = -math.cos(self.config.fall_tilt_rad)

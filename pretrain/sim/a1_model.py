@@ -8,8 +8,9 @@ Model layout (what :class:`A1ModelInfo` indexes):
   * free joint ``root`` on ``trunk``: qpos[0:3] position, qpos[3:7] quaternion (w, x, y, z),
     qvel[0:3] world-frame linear velocity of the trunk origin, qvel[3:6] body-frame angular velocity;
   * 12 hinge joints named and ordered as ``contract.joint_names``;
-  * 12 position actuators (Kp, Kd, effort limit from the contract), ``ctrl`` = joint target (rad);
-  * sensors: touch on the trunk box, touch at each foot, actuator force per joint.
+  * 24 actuators: the first 12 take ``ctrl`` = joint target (rad), contract order; with the last 12 they
+    make Isaac Lab's DC motor (PD, torque-speed limit, effort limit): :func:`add_dc_motor`;
+  * sensors: touch on the trunk box, touch at each foot, total actuator torque per joint.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import mujoco
 import numpy as np
 
 from a1_contract import TaskContract, robot
+
+# Gear of the 12 PD actuators of the DC motor model (see add_dc_motors).
+PD_GEAR = 2.0
 
 # URDF link holding each leg's toe sphere (fused into the calf body when the model compiles).
 _URDF_TOE_BODY = {leg: f"{leg}_toe" for leg in robot.LEGS}
@@ -52,7 +56,7 @@ class A1ModelInfo:
     sensor_foot_touch: np.ndarray
     """(4,) sensordata addresses of the FL, FR, RL, RR foot touch sensors."""
     sensor_actuator_force: np.ndarray
-    """(12,) sensordata addresses of the actuator forces (applied joint torque, N*m)."""
+    """(12,) sensordata addresses of the joint actuator torques (the DC motor's output, N*m)."""
     nstate: int
     """Size of the mjSTATE_FULLPHYSICS state vector."""
 
@@ -157,20 +161,52 @@ def build_a1_spec(contract: TaskContract, *, friction: float | None = None) -> m
         low, high = contract.joint_pos_limits[i]
         joint.range = [low, high]
         joint.limited = mujoco.mjtLimited.mjLIMITED_TRUE
-        # PD as a MuJoCo position actuator: tau = kp (target - q) - kd dq, clipped to the effort
-        # limit. The damping term is integrated implicitly (implicitfast), the stiffness explicitly.
-        actuator = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
-        actuator.set_to_position(kp=contract.kp[i], kv=contract.kd[i])
-        actuator.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
-        actuator.forcerange = [-contract.effort_limit[i], contract.effort_limit[i]]
-        actuator.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
+        joint.actfrclimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        joint.actfrcrange = [-contract.effort_limit[i], contract.effort_limit[i]]
         spec.add_sensor(
             name=f"{name}_torque",
-            type=mujoco.mjtSensor.mjSENS_ACTUATORFRC,
-            objtype=mujoco.mjtObj.mjOBJ_ACTUATOR,
+            type=mujoco.mjtSensor.mjSENS_JOINTACTFRC,
+            objtype=mujoco.mjtObj.mjOBJ_JOINT,
             objname=name,
         )
+    add_dc_motors(spec, contract)
     return spec
+
+
+def add_dc_motors(spec: mujoco.MjSpec, contract: TaskContract) -> None:
+    """Isaac Lab's DC motor (``DCMotorCfg``) on one joint, built from MuJoCo actuators so it runs inside the rollout.
+
+    Isaac Lab: tau = clip(kp (target - q) - kd dq, lo(dq), hi(dq)) with hi = clip(S (1 - dq / v), 0, E) and
+    lo = clip(S (-1 - dq / v), -E, 0); saturation S = effort limit E. With c = S / v that is
+    ``clip(pd + c dq, -S, S) - c dq``, clipped to +-E: actuator ``name`` is the PD plus ``c dq``, clamped to +-S
+    (its ``ctrl`` is the joint target); actuator ``<name>_dc`` adds ``-c dq`` (no control, gain 0); the joint's
+    actuator-force range (set with the joint) clamps their sum to +-E. Velocity terms are integrated implicitly
+    (implicitfast).
+    Beyond ``|dq| > v`` Isaac Lab's torque is 0 in the direction of motion, here it turns slightly negative.
+    """
+    joints = contract.joint_names
+    c = np.asarray(contract.effort_limit) / np.asarray(contract.velocity_limit)
+    for i, name in enumerate(joints):  # actuators 0..11: ctrl = the joint targets, contract order
+        # Gear G: length G q, force f, joint torque G f. f = kp/G ctrl - kp/G^2 (G q) + (c - kd)/G^2 (G dq), so the
+        # joint gets kp (ctrl - q) + (c - kd) dq, clamped to +-S. With G = 1 MuJoCo's compiler would read the positive
+        # velocity coefficient of this position-like actuator as a damping ratio.
+        g = PD_GEAR
+        pd = spec.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        pd.gear[0] = g
+        pd.gaintype = mujoco.mjtGain.mjGAIN_FIXED
+        pd.gainprm[0] = contract.kp[i] / g
+        pd.biastype = mujoco.mjtBias.mjBIAS_AFFINE
+        pd.biasprm[:3] = [0.0, -contract.kp[i] / g**2, (c[i] - contract.kd[i]) / g**2]
+        pd.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
+        pd.forcerange = [-contract.effort_limit[i] / g, contract.effort_limit[i] / g]
+        pd.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
+    for i, name in enumerate(joints):  # actuators 12..23: -c dq, no control
+        back_emf = spec.add_actuator(name=f"{name}_dc", target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
+        back_emf.gaintype = mujoco.mjtGain.mjGAIN_FIXED
+        back_emf.gainprm[0] = 0.0
+        back_emf.biastype = mujoco.mjtBias.mjBIAS_AFFINE
+        back_emf.biasprm[:3] = [0.0, 0.0, -c[i]]
+        back_emf.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
 
 
 def build_a1_model(contract: TaskContract, *, friction: float | None = None) -> mujoco.MjModel:

@@ -227,10 +227,11 @@ class A1MujocoVecEnv(VecEnv):
             raise RuntimeError("step_wait() called without step_async()")
         c = self.contract
         self.prev_action_raw, self.action_raw = self.action_raw, c.action_bounds.to_raw(self._actions)
-        targets = c.raw_joint_targets(self.action_raw)
-        self._ctrl[:] = targets[:, None, :]
+        # The contract's target rule (soft joint limits), the same clamp the robot's safety layer applies.
+        targets = c.clamp_joint_targets(c.raw_joint_targets(self.action_raw))
+        self._ctrl[:, :, : c.num_joints] = targets[:, None, :]  # the other actuators have no control input
         if self.action_delay_substeps:
-            self._ctrl[:, : self.action_delay_substeps] = self._prev_targets[:, None, :]
+            self._ctrl[:, : self.action_delay_substeps, : c.num_joints] = self._prev_targets[:, None, :]
         self._prev_targets = targets
         self._actions = None
         self._pool.rollout(
@@ -388,7 +389,7 @@ class A1MujocoVecEnv(VecEnv):
         self.state[env_ids, self._qvel_start : self._qvel_start + self._nv] = qvel
         self.action_raw[env_ids] = 0.0
         self.prev_action_raw[env_ids] = 0.0
-        self._prev_targets[env_ids] = c.raw_joint_targets(np.zeros(c.num_joints))
+        self._prev_targets[env_ids] = c.clamp_joint_targets(c.raw_joint_targets(np.zeros(c.num_joints)))
         self.episode_length[env_ids] = 0
         self.episode_return[env_ids] = 0.0
         for value in self.episode_terms.values():

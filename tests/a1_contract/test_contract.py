@@ -526,3 +526,15 @@ def test_schema_version_must_be_an_integer(base: TaskContract, version) -> None:
     doc["schema_version"] = version
     with pytest.raises(ContractError, match="schema_version"):
         TaskContract.from_dict(doc)
+
+
+def test_joint_target_limits_are_the_soft_limits_in_rad_and_raw_units(base: TaskContract) -> None:
+    limits = base.joint_target_limits()
+    np.testing.assert_allclose(limits, base.soft_joint_pos_limits())
+    low, high = base.raw_target_limits()
+    np.testing.assert_allclose(base.raw_joint_targets(low), limits[:, 0])
+    np.testing.assert_allclose(base.raw_joint_targets(high), limits[:, 1])
+    wild = np.array([[-10.0] * 12, [10.0] * 12])
+    np.testing.assert_allclose(base.clamp_joint_targets(wild), limits.T)
+    inside = np.asarray(base.default_joint_pos)
+    np.testing.assert_array_equal(base.clamp_joint_targets(inside), inside)

@@ -58,7 +58,7 @@ def test_exactly_the_contract_hinge_joints(model: mujoco.MjModel, contract: Task
     hinges = [model.joint(i).name for i in range(model.njnt) if model.jnt_type[i] == mujoco.mjtJoint.mjJNT_HINGE]
     assert sorted(hinges) == sorted(contract.joint_names)
     assert len(hinges) == 12
-    assert model.njnt == 13 and model.nu == 12
+    assert model.njnt == 13 and model.nu == 24, "12 PD actuators (ctrl = targets) + 12 back-EMF (DC motor)"
 
 
 def test_free_joint_on_trunk(model: mujoco.MjModel) -> None:
@@ -105,17 +105,27 @@ def test_default_pose_within_soft_limits(contract: TaskContract) -> None:
 
 # ---- actuators --------------------------------------------------------------------------------------------
 def test_actuators_in_contract_order_with_contract_gains(model: mujoco.MjModel, contract: TaskContract) -> None:
-    assert [model.actuator(i).name for i in range(model.nu)] == list(contract.joint_names)
-    for i, name in enumerate(contract.joint_names):
-        assert model.actuator_trntype[i] == mujoco.mjtTrn.mjTRN_JOINT
-        assert model.actuator_trnid[i, 0] == _jid(model, name), name
+    """Actuators 0..11 (ctrl = targets) are the PD in contract order, 12..23 the DC motor's back-EMF term."""
+    from pretrain.sim.a1_model import PD_GEAR as G
+
+    names = list(contract.joint_names)
+    assert [model.actuator(i).name for i in range(model.nu)] == names + [f"{n}_dc" for n in names]
+    for i, name in enumerate(names):
         kp, kd, effort = contract.kp[i], contract.kd[i], contract.effort_limit[i]
-        assert model.actuator_gainprm[i, 0] == pytest.approx(kp)
+        c = effort / contract.velocity_limit[i]
+        for a in (i, i + 12):
+            assert model.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT
+            assert model.actuator_trnid[a, 0] == _jid(model, name), name
+        # joint torque = G * (gain ctrl + b1 G q + b2 G dq): kp (ctrl - q) + (c - kd) dq, clamped to +-effort
+        assert model.actuator_gear[i, 0] == G
+        assert G * model.actuator_gainprm[i, 0] == pytest.approx(kp)
         assert model.actuator_biasprm[i, 0] == 0.0
-        assert model.actuator_biasprm[i, 1] == pytest.approx(-kp)
-        assert model.actuator_biasprm[i, 2] == pytest.approx(-kd)
+        assert G**2 * model.actuator_biasprm[i, 1] == pytest.approx(-kp)
+        assert G**2 * model.actuator_biasprm[i, 2] == pytest.approx(c - kd)
         assert model.actuator_forcelimited[i]
-        np.testing.assert_allclose(model.actuator_forcerange[i], [-effort, effort])
+        np.testing.assert_allclose(G * model.actuator_forcerange[i], [-effort, effort])
+        assert model.actuator_gainprm[i + 12, 0] == 0.0 and model.actuator_biasprm[i + 12, 2] == pytest.approx(-c)
+        np.testing.assert_allclose(model.jnt_actfrcrange[_jid(model, name)], [-effort, effort])
         assert model.dof_armature[model.jnt_dofadr[_jid(model, name)]] == pytest.approx(contract.armature)
 
 
@@ -197,7 +207,7 @@ def test_actuator_moves_exactly_its_joint(model: mujoco.MjModel, contract: TaskC
     qpos0[2] = 1.0  # trunk in the air, feet far from the floor
     data.qpos[:] = qpos0
     qadr = np.array([m.jnt_qposadr[_jid(m, j)] for j in contract.joint_names])
-    data.ctrl[:] = contract.default_joint_pos
+    data.ctrl[: contract.num_joints] = contract.default_joint_pos
     act = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, name)
     i = contract.joint_names.index(name)
     low, high = contract.soft_joint_pos_limits()[i]
@@ -212,3 +222,28 @@ def test_actuator_moves_exactly_its_joint(model: mujoco.MjModel, contract: TaskC
     assert moved[i] == pytest.approx(delta, abs=0.03), name
     others = np.delete(moved, i)
     assert np.max(np.abs(others)) < 1e-3, (name, moved)
+
+
+def test_the_joint_torque_follows_isaac_labs_dc_motor(contract: TaskContract) -> None:
+    """tau = clip(kp (q* - q) - kd dq, lo, hi): hi = clip(S (1 - dq / v), 0, E), lo = clip(S (-1 - dq / v), -E, 0)."""
+    from pretrain.sim.a1_model import A1ModelInfo
+
+    m = build_a1_model(contract)
+    info = A1ModelInfo.of(m, contract)
+    data = mujoco.MjData(m)
+    S, v, kp, kd = robot.EFFORT_LIMIT, robot.VELOCITY_LIMIT, robot.KP, robot.KD
+    checked = 0
+    for j in (0, 5, 10):
+        for dq in np.linspace(-v, v, 9):
+            for err in (-3.0, -0.6, -0.1, 0.0, 0.2, 0.8, 3.0):
+                mujoco.mj_resetData(m, data)
+                data.qpos[info.qpos_joints] = contract.default_joint_pos
+                data.qvel[info.qvel_joints[j]] = dq
+                data.ctrl[: contract.num_joints] = contract.default_joint_pos
+                data.ctrl[j] += err
+                mujoco.mj_forward(m, data)
+                hi, lo = np.clip(S * (1 - dq / v), 0, S), np.clip(S * (-1 - dq / v), -S, 0)
+                want = np.clip(kp * err - kd * dq, lo, hi)
+                assert data.sensordata[info.sensor_actuator_force[j]] == pytest.approx(want, abs=1e-9), (j, dq, err)
+                checked += abs(want) == pytest.approx(min(hi, -lo), abs=1e-9)
+    assert checked > 20, "the torque-speed limit itself was exercised"

@@ -287,3 +287,24 @@ def test_modify_model_changes_copies_of_the_models():
     assert len({id(m) for m in randomized.models}) == 3
     assert all(m.actuator_forcerange[0, 1] == pytest.approx(0.5 * env.model.actuator_forcerange[0, 1])
                for m in randomized.models)  # fmt: skip
+
+
+def test_joint_targets_follow_the_contract_target_rule_the_safety_layer_also_applies():
+    """One rule for what a joint target can be: the env clamps to the same limits as the robot's safety layer."""
+    from robot_bridge.safety import SafetyController
+
+    c = get_contract()  # the default PPO-percentile bounds reach past the calf's hard limit
+    wide = c.replace(
+        action_bounds=dataclasses.replace(c.action_bounds, high=tuple(h + 20.0 for h in c.action_bounds.high))
+    )
+    limits = wide.joint_target_limits()
+    safety = SafetyController(wide)
+    np.testing.assert_array_equal(np.stack([safety.lower, safety.upper], axis=1), limits)
+    env = A1MujocoVecEnv(2, wide, num_threads=1, obs_noise=False, randomize=False)
+    env.reset()
+    env.step(np.ones((2, 12)))
+    np.testing.assert_allclose(env._ctrl[:, -1, :12], np.tile(limits[:, 1], (2, 1)))  # every target clamped, none past
+    env.step(-np.ones((2, 12)))
+    np.testing.assert_allclose(env._ctrl[:, -1, :12], np.tile(wide.joint_targets(-np.ones(12)), (2, 1)))  # inside: as is
+    # the raw action (observation, action-rate reward) is what the policy chose, as in Isaac Lab
+    np.testing.assert_allclose(env.action_raw, np.tile(wide.action_bounds.low, (2, 1)))

@@ -93,7 +93,7 @@ def test_training_writes_a_complete_run_and_a_loadable_bundle(runs: Runs, algo: 
     assert files.algo == algo
     assert files.meta["num_timesteps"] >= STEPS
     assert files.contract.hash == files.meta["contract_hash"] == make_contract(config).hash
-    assert files.contract.action_bounds.method == "joint_limits"
+    assert files.contract.action_bounds.method == "joint_limits_clip"
     assert cfgmod.from_dict(files.config) == config
 
     model = load_model(files, env=None, device="cpu")
@@ -422,3 +422,31 @@ def test_resume_from_a_bundle_without_buffer_refills_before_updating(runs: Runs,
     assert after.meta["num_timesteps"] >= STEPS + 40
     assert after.meta["n_updates"] == updates_before, "no gradient step on a nearly empty buffer"
     assert after.has_replay_buffer and after.meta["num_timesteps"] - STEPS == 40
+
+
+def test_bounds_are_clipped_to_the_joint_target_limits_unless_asked_not_to() -> None:
+    from a1_contract import get_contract
+    from a1_contract.variants import ppo_percentile_bounds
+
+    contract = get_contract()
+    low_lim, high_lim = contract.raw_target_limits()
+    published = ppo_percentile_bounds()
+    clipped = resolve_bounds(BoundsConfig(method="ppo_percentile"), contract)
+    assert clipped.method == "ppo_percentile_clip"
+    assert (np.asarray(clipped.high) <= high_lim + 1e-12).all() and (np.asarray(clipped.low) >= low_lim - 1e-12).all()
+    np.testing.assert_allclose(clipped.high, np.minimum(published.high, high_lim))
+    np.testing.assert_allclose(clipped.low, np.maximum(published.low, low_lim))
+    passing = [contract.joint_names[i] for i in np.flatnonzero(np.asarray(published.high) > high_lim)]
+    assert passing == ["FL_calf_joint", "FR_calf_joint", "RR_calf_joint"], "published calf bounds pass the limit"
+    assert resolve_bounds(BoundsConfig(method="ppo_percentile", clip_to_targets=False), contract) == published
+    inside = resolve_bounds(BoundsConfig(method="isaaclab3"), contract)
+    assert inside.method == "symmetric_1", "bounds inside the limits keep their name"
+
+
+def test_resume_may_switch_randomization_and_noise_on_as_a_curriculum(runs: Runs) -> None:
+    run_dir, _, _ = runs.get("sac")
+    config, _ = parse(
+        ["--resume", str(run_dir), "--minutes", "1", "--env.randomize", "false", "--env.obs_noise", "false"]
+    )
+    assert (config.env.randomize, config.env.obs_noise) == (False, False)
+    assert config.offpolicy == cfgmod.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())).offpolicy
