@@ -305,6 +305,8 @@ def test_joint_targets_follow_the_contract_target_rule_the_safety_layer_also_app
     env.step(np.ones((2, 12)))
     np.testing.assert_allclose(env._ctrl[:, -1, :12], np.tile(limits[:, 1], (2, 1)))  # every target clamped, none past
     env.step(-np.ones((2, 12)))
-    np.testing.assert_allclose(env._ctrl[:, -1, :12], np.tile(wide.joint_targets(-np.ones(12)), (2, 1)))  # inside: as is
+    np.testing.assert_allclose(
+        env._ctrl[:, -1, :12], np.tile(wide.joint_targets(-np.ones(12)), (2, 1))
+    )  # inside: as is
     # the raw action (observation, action-rate reward) is what the policy chose, as in Isaac Lab
     np.testing.assert_allclose(env.action_raw, np.tile(wide.action_bounds.low, (2, 1)))

@@ -21,7 +21,7 @@ def test_reference_bundle_is_complete_and_verified():
     # Same task as the contract variant it names, apart from the bounds chosen at training time.
     default = get_contract(files.config["env"]["contract"])
     assert files.contract.replace(action_bounds=default.action_bounds).hash == default.hash
-    for doc in ("README.md", "learning_curve.png", "curve.csv", "walk_check.json"):
+    for doc in ("README.md", "learning_curve.png", "curve.csv", "walk_check.json", "evaluation/evaluation.json"):
         assert (REFERENCE_BUNDLE / doc).is_file(), doc
     assert "a1-pretrain" in (REFERENCE_BUNDLE / "README.md").read_text(), "the command that reproduces it"
     assert files.meta["num_timesteps"] > 1_000_000 and files.meta["git_commit"] != "unknown"
@@ -34,6 +34,32 @@ def test_reference_policy_walks_forward_at_half_a_meter_per_second():
     assert result.falls == 0, result.describe()
     assert result.walks, result.describe()
     assert 0.25 <= result.mean_forward_speed <= 0.75, result.describe()
+
+
+# Forward, backward, sideways and turning, under the training conditions (randomization, pushes, sensor noise).
+CI_GRID = [(0.5, 0.0, 0.0), (-0.5, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.5, 0.0), (0.0, -0.5, 0.0), (0.0, 0.0, 1.0),
+           (0.0, 0.0, -1.0)]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("condition", ["nominal", "training"])
+def test_reference_policy_follows_forward_backward_sideways_and_turning_commands(condition):
+    """What the committed reference does on a subset of the grid, with margins for the seed (the full grid and its
+    goals: ``python -m pretrain evaluate pretrain/reference_policy``)."""
+    from pretrain.evaluate import evaluate_condition
+
+    policy = BundlePolicy(REFERENCE_BUNDLE)
+    res = evaluate_condition(policy, policy.contract, CI_GRID, condition=condition, robots_per_command=2, seconds=8.0,
+                             settle_s=2.0, seed=1)  # fmt: skip
+    for p in res.points:
+        vx, vy, wz = p.command
+        assert p.falls == 0, p
+        if wz == 0.0:
+            speed = abs(vx) + abs(vy)
+            assert p.lin_error <= (0.5 if speed >= 1.0 else 0.25), p
+            assert p.speed_along >= 0.5 * speed, p  # moves along the command: forward as well as backward
+        else:
+            assert p.speed_along * wz >= 0.6 and p.yaw_error <= 0.45, p  # turns the commanded way
 
 
 @pytest.mark.slow
