@@ -292,6 +292,7 @@ def record_video(
     from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
     from pretrain.sim.render import A1Renderer
 
+    out.mkdir(parents=True, exist_ok=True)
     env = A1MujocoVecEnv(1, contract, seed=seed, num_threads=1, **CONDITIONS[condition])
     frames: list[np.ndarray] = []
     every = max(1, int(round(1.0 / (fps * contract.policy_dt))))

@@ -108,3 +108,13 @@ def test_cli_refuses_bad_flags(capsys):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2, argv
+
+
+def test_video_of_a_command_sequence(tmp_path):
+    from pretrain.evaluate import record_video
+
+    path = record_video(
+        hold_default_pose, CONTRACT, tmp_path / "video", sequence=((0.2, (0.5, 0.0, 0.0)), (0.2, (0, 0, 1.0)))
+    )
+    assert path.parent == tmp_path / "video" and path.stat().st_size > 1000
+    assert path.read_bytes()[:3] in (b"GIF", b"\x00\x00\x00"), "a GIF (pillow) or an MP4 (imageio-ffmpeg)"
