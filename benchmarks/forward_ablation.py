@@ -35,6 +35,7 @@ VARIANTS: dict[str, list[str]] = {
     "joint_limits": ["--bounds.method", "joint_limits"],
     "symmetric_2": ["--bounds.method", "symmetric", "--bounds.width", "2.0"],
     "isaaclab3_bounds": ["--bounds.method", "isaaclab3"],
+    "critic_layer_norm": ["--offpolicy.critic_layer_norm", "true"],
 }
 
 

@@ -22,7 +22,6 @@ file at ``-o`` untouched; otherwise the temporary file is renamed into place (at
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import io
 import os
@@ -36,6 +35,7 @@ import numpy as np
 import onnx
 import torch as th
 
+from a1_common.cli import ArgumentParser, run_main
 from deploy.metadata import INPUT_NAME, OUTPUT_NAMES, build_metadata
 from deploy.policy_module import ExportablePolicy, ExportError
 from deploy.runner import PolicyRunner
@@ -226,8 +226,8 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="a1-export", description="Export a bundle's policy to ONNX (module docs).")
+def _main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="a1-export", description="Export a bundle's policy to ONNX (module docs).")
     parser.add_argument("bundle", help="bundle or run directory")
     parser.add_argument("-o", "--out", default="policy.onnx", help="ONNX file to write (replaced atomically)")
     parser.add_argument("--sim-envs", type=int, default=8, help="robots simulated for the parity observations")
@@ -250,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export failed: {exc}")
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "a1-export")
 
 
 if __name__ == "__main__":

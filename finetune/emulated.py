@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from a1_common.cli import ArgumentParser, run_main
 from robot_bridge.run_emulated import EmulatedGraph
 
 EMULATOR_RESET_SERVICE = "/emulator_node/reset"
@@ -120,14 +121,13 @@ def run_actor(
         }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     """``python -m finetune actor``: the emulated robot's actor, streaming to a learner (or only recording)."""
-    import argparse
     import json
 
     from finetune.pipeline import DEFAULT_GAP, LENIENT_SAFETY
 
-    p = argparse.ArgumentParser(prog="python -m finetune actor", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m finetune actor", description=__doc__.split("\n\n")[0])
     p.add_argument("--policy", required=True, help="ONNX policy (deploy.export) to start from")
     p.add_argument("--learner", default="", help="learner endpoint, e.g. tcp://127.0.0.1:5555 (empty: record only)")
     p.add_argument("--keys", default="keys", help="key directory: <actor-id>.key_secret and learner.key")
@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if not args.seconds > 0 or not args.speed > 0 or args.episode_steps < 0:
+        p.error(f"need --seconds > 0, --speed > 0, --episode-steps >= 0; got {args.seconds}, {args.speed}, "
+                f"{args.episode_steps}")  # fmt: skip
     params = actor_params(
         learner_endpoint=args.learner,
         keys_dir=args.keys,
@@ -176,3 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(file=sys.stderr)
     print(json.dumps({k: v for k, v in record.items() if k not in ("episode_log", "swap_times", "statuses")}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "python -m finetune actor")

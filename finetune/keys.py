@@ -8,13 +8,14 @@ actor it accepts; an actor needs its own secret file plus the learner's public f
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 import zmq
 import zmq.auth
+
+from a1_common.cli import ArgumentParser, run_main
 
 
 def generate(directory: Path, name: str, *, overwrite: bool = False) -> tuple[Path, Path]:
@@ -38,9 +39,9 @@ def generate(directory: Path, name: str, *, overwrite: bool = False) -> tuple[Pa
     return Path(public_str), Path(secret_str)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     """CLI: ``keys --out DIR --name NAME [--force]``."""
-    parser = argparse.ArgumentParser(prog="python -m finetune keys", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m finetune keys", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="directory for NAME.key and NAME.key_secret")
     parser.add_argument("--name", required=True, help="key name, e.g. 'learner' or the actor id")
     parser.add_argument("--force", action="store_true", help="overwrite an existing key pair")
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"public: {public}\nsecret: {secret} (0600, keep it on this machine)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "python -m finetune keys")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 import signal
 import sys
 import time
@@ -118,6 +119,28 @@ class LearnerConfig:
     """Stop after this many gradient steps in this process (0: no limit)."""
     torch_threads: int = 1
     seed: int = 0
+
+    def problems(self, *, check_keys: bool = True) -> list[str]:
+        """What is wrong with these settings, one phrase each (empty: fine); checked before anything starts."""
+        out = []
+        for name in ("minutes", "max_updates", "sim_fill", "critic_warmup", "learning_rate", "batch_size",
+                     "anchor_weight", "learning_starts"):  # fmt: skip
+            value = getattr(self, name)
+            if not value >= 0:
+                out.append(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        for name in ("utd", "publish_every", "checkpoint_every_s", "real_buffer_size", "max_updates_per_poll"):
+            value = getattr(self, name)
+            if not value > 0:
+                out.append(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if not 0.0 <= self.real_fraction <= 1.0:
+            out.append(f"--real-fraction must be in [0, 1], got {self.real_fraction}")
+        if not re.fullmatch(r"tcp://[^:/\s]+:(\d+|\*)|ipc://\S+|inproc://\S+", self.endpoint):
+            out.append(f"--endpoint {self.endpoint!r} is not a zmq endpoint (e.g. tcp://*:5555, ipc:///tmp/learner)")
+        secret = Path(self.keys) / "learner.key_secret"
+        if check_keys and not secret.is_file():
+            out.append(f"--keys {self.keys}: no {secret.name} there (make one: python -m finetune keys --out "
+                       f"{self.keys} --name learner)")  # fmt: skip
+        return out
 
 
 @dataclass

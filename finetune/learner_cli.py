@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from a1_common.cli import ArgumentParser, UsageError, run_main
 from finetune.learner import Learner, LearnerConfig
-from pretrain.bundle import BundleError
 
 
 def build_parser() -> argparse.ArgumentParser:
     from finetune import learner
 
-    parser = argparse.ArgumentParser(prog="a1-finetune-learner", description=learner.__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="a1-finetune-learner", description=learner.__doc__.split("\n\n")[0])
     parser.add_argument("--resume", help="fine-tuning run directory (or checkpoint) to continue exactly")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from pretrain.config import field_docs
@@ -29,20 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     args = parser_args = build_parser().parse_args(argv)
     config = LearnerConfig(**{name: getattr(parser_args, name) for name in LearnerConfig.__dataclass_fields__})
     if not args.resume and not config.bundle:
-        print("a1-finetune-learner: --bundle (pretraining bundle) or --resume (fine-tuning run) is required")
-        return 2
-    try:
-        learner = Learner(config, resume=args.resume, progress=not args.no_progress)
-    except (BundleError, FileNotFoundError, ValueError) as exc:
-        print(f"a1-finetune-learner: {exc}")
-        return 1
+        raise UsageError("--bundle (pretraining bundle) or --resume (fine-tuning run) is required")
+    problems = config.problems()
+    if problems:
+        raise UsageError("; ".join(problems))
+    learner = Learner(config, resume=args.resume, progress=not args.no_progress)
     summary = learner.run()
     print(json.dumps(summary), flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "a1-finetune-learner")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from a1_common.cli import ArgumentParser, run_main
+
 DEFAULT_BUNDLE = "pretrain/reference_policy"
 DEFAULT_GAP: dict[str, float] = {
     "mass_scale": 1.15,
@@ -408,7 +410,7 @@ def _bar(desc: str, total: int, unit: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="a1-pipeline", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="a1-pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", default=DEFAULT_BUNDLE, help="pretraining bundle (default: the reference policy)")
     p.add_argument("--out", default="runs/pipeline", help="output directory")
     p.add_argument("--minutes", type=float, default=3.0, help="fine-tuning budget, minutes of emulated robot time")
@@ -425,8 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    bad = [f"--{k.replace('_', '-')} {v}" for k, v in (("minutes", args.minutes), ("speed", args.speed),
+           ("eval_episodes", args.eval_episodes), ("episode_steps", args.episode_steps), ("utd", args.utd),
+           ("publish_every", args.publish_every)) if not v > 0]  # fmt: skip
+    if bad:
+        parser.error(f"these must be > 0: {', '.join(bad)}")
+    if args.learning_starts < 0 or not 0 <= args.port < 65536:
+        parser.error(f"need --learning-starts >= 0 and --port in [0, 65535], got {args.learning_starts}, {args.port}")
     summary = run_pipeline(args)
     print(
         json.dumps(
@@ -438,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "a1-pipeline")
 
 
 if __name__ == "__main__":

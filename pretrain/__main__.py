@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("pretrain.demo", "short MuJoCo run of A1 robots holding the default pose; writes video, images, plots"),
     "train": ("pretrain.train", "train SAC, TQC or PPO (presets, YAML config, checkpoints, --resume)"),
     "evaluate": ("pretrain.evaluate", "velocity-command grid, nominal and training conditions: tracking, falls"),
+    "play": ("pretrain.play", "watch a policy: video of one robot following a command sequence, velocities printed"),
     "walk": ("pretrain.rollout", "does a bundle's policy walk? fixed forward command, falls and tracking error"),
     "actions": ("pretrain.diagnose", "plot the actions a policy takes against its bounds, and initial distributions"),
     "reference": ("pretrain.reference", "copy a bundle without its replay buffer as the reference policy; walk check"),

@@ -13,12 +13,12 @@ recorded in every bundle, never an inherited constant.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
+from a1_common.cli import ArgumentParser, run_main
 from a1_contract import ActionBounds, TaskContract
 from a1_contract.variants import isaaclab3_bounds, joint_limit_bounds, ppo_percentile_bounds
 from pretrain.config import BoundsConfig
@@ -120,10 +120,10 @@ def load_bounds_file(path: str | Path, contract: TaskContract) -> ActionBounds:
     return ActionBounds(tuple(doc["low"]), tuple(doc["high"]), str(doc.get("method", "ppo_percentile")))
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+def _main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from pretrain.rollout import collect_actions  # torch and SB3 only when measuring
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", help="PPO checkpoint bundle or run directory")
     parser.add_argument("-o", "--out", default="bounds.json", help="bounds JSON to write")
     parser.add_argument("--steps", type=int, default=500, help="policy steps per env to roll out")
@@ -143,3 +143,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"  {name:<18} [{low:+.2f}, {high:+.2f}]")
     print(f"wrote {args.out} ({len(raw)} actions, percentiles {lo}/{hi})")
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return run_main(lambda args: _main(args, prog), argv, prog or "python -m pretrain bounds")

@@ -106,6 +106,9 @@ class OffPolicyConfig:
     """TQC only."""
     top_quantiles_to_drop_per_net: int = 2
     """TQC only."""
+    mirror_fraction: float = 0.0
+    """Share of each batch replaced by left-right mirrored transitions (``pretrain/mirror.py``): a symmetric
+    gait, turning both ways alike. 0: off."""
 
 
 @dataclass
@@ -177,7 +180,7 @@ class TrainConfig:
         if self.env.num_envs < 1:
             problems.append(f"env.num_envs must be >= 1, got {self.env.num_envs}")
         if self.timesteps < 0 or self.minutes < 0 or not math.isfinite(self.minutes):
-            problems.append("timesteps and minutes must be >= 0")
+            problems.append(f"timesteps and minutes must be >= 0, got {self.timesteps} and {self.minutes}")
         if self.algo == "ppo" and self.env.num_envs * self.ppo.n_steps % self.ppo.n_minibatches:
             problems.append("ppo: n_steps * num_envs must be divisible by n_minibatches")
         if problems:
@@ -294,7 +297,13 @@ def preset(name: str) -> TrainConfig:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     text = Path(path).read_text()
-    doc = yaml.safe_load(text) or {}
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML: {problem}{where}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: a config file must be a mapping, got {type(doc).__name__}")
     return doc
@@ -337,6 +346,24 @@ def field_docs(cls: type) -> dict[str, str]:
         if isinstance(field_node, ast.AnnAssign) and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
             docs[field_node.target.id] = " ".join(str(doc.value.value).split())
     return docs
+
+
+CHOICES: dict[str, tuple[str, ...]] = {"algo": ALGOS, "env.sim": SIMS, "bounds.method": BOUNDS_METHODS}
+"""Dotted fields whose value is one of a few names (shown as choices by ``a1-pretrain --help``)."""
+
+
+def field_help(config: Any = None, prefix: str = "") -> dict[str, str]:
+    """Dotted field name -> its docstring (empty when it has none), for every leaf field of the config."""
+    config = config if config is not None else TrainConfig()
+    docs = field_docs(type(config))
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(field_help(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = docs.get(f.name, "")
+    return out
 
 
 def field_paths(config: Any = None, prefix: str = "") -> list[tuple[str, Any, str]]:

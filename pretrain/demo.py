@@ -23,6 +23,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from a1_common.cli import ArgumentParser, run_main  # noqa: E402
 from a1_contract import DEFAULT_VARIANT, VARIANTS, get_contract  # noqa: E402
 
 VIDEO_FPS = 25.0
@@ -34,7 +35,7 @@ MAX_VIDEO_BYTES = 5_000_000
 
 
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=prog or "a1-sim-demo",
         description="Short MuJoCo run of N A1 robots holding the default pose under the contract's domain "
         "randomization and pushes; writes a video of robot 0, a snapshot grid, plots and summary.json.",
@@ -284,13 +285,17 @@ def _report(s: dict) -> None:
     print("\n".join(lines))
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+def _main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = _parser(prog).parse_args(None if argv is None else [str(a) for a in argv])
     if args.num_envs < 1 or args.seconds <= 0:
         raise SystemExit("--num-envs must be >= 1 and --seconds > 0")
     summary = run_demo(args)
     _report(summary)
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return run_main(lambda args: _main(args, prog), argv, prog or "a1-sim-demo")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from a1_common.cli import ArgumentParser, run_main
 from a1_contract import ActionBounds, get_contract
 from a1_contract.variants import isaaclab3_bounds, joint_limit_bounds, ppo_percentile_bounds
 from pretrain import action_diagnostics as diag
@@ -72,8 +73,8 @@ def report(
     return usage
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def _main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("bundle", nargs="?", help="bundle or run directory")
@@ -127,3 +128,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         args.wide_ratio,
     )
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return run_main(lambda args: _main(args, prog), argv, prog or "python -m pretrain actions")

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from a1_common.cli import ArgumentParser, run_main
 from a1_contract import TaskContract
 
 # One non-zero component at a time (vx, vy, wz); the grid of the walking goals, plus slow forward and standing.
@@ -286,6 +287,8 @@ def record_video(
     condition: str = "nominal",
     fps: float = 25.0,
     seed: int = 0,
+    name: str = "evaluate",
+    size: tuple[int, int] = (480, 360),
 ) -> Path:
     """One robot following ``sequence`` ((seconds, command), ...), commanded and achieved velocity printed."""
     from pretrain.demo import label_image, write_video
@@ -298,7 +301,7 @@ def record_video(
     every = max(1, int(round(1.0 / (fps * contract.policy_dt))))
     try:
         env.reset()
-        with A1Renderer(contract, 480, 360, deadband=(0.3, 25.0)) as renderer:
+        with A1Renderer(contract, size[0], size[1], deadband=(0.3, 25.0)) as renderer:
             for seconds, command in sequence:
                 env.commands.set(np.array([0]), np.asarray([command], dtype=np.float64))
                 obs = env.observe()
@@ -317,7 +320,7 @@ def record_video(
                         frames.append(label_image(renderer.render(env.qpos[0], np.asarray(command)), text))
     finally:
         env.close()
-    return write_video(frames, out, fps, name="evaluate")
+    return write_video(frames, out, fps, name=name)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -386,7 +389,7 @@ def _print_table(res: ConditionResult) -> None:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description="Evaluate a policy on a grid of velocity commands (nominal and training conditions).",
         allow_abbrev=False,
@@ -411,7 +414,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+def _main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.robots < 1:
@@ -421,6 +424,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     doc = run(args)
     print(json.dumps(doc["headline"]))
     return 0 if doc["headline"]["meets_goals"] else 1
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return run_main(lambda args: _main(args, prog), argv, prog or "python -m pretrain evaluate")
 
 
 if __name__ == "__main__":

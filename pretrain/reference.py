@@ -7,13 +7,12 @@ Later stages (ONNX export, the ROS 2 bridge, fine-tuning) test against it::
     from pretrain.reference import REFERENCE_BUNDLE
     files = load_bundle_files(REFERENCE_BUNDLE)
 
-``python -m pretrain reference SRC_BUNDLE [--dest DIR]`` copies a bundle without its replay buffer
+``python -m pretrain reference SRC_BUNDLE --dest DIR`` copies a bundle without its replay buffer
 (atomically, new ``meta.json`` pointing at the source bundle id) and runs the walk check.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from a1_common.cli import ArgumentParser, run_main
 from pretrain.bundle import BUFFER_FILE, META_FILE, fsync_path, load_bundle_files, sha256_file
 
 REFERENCE_BUNDLE = Path(__file__).resolve().parent / "reference_policy"
@@ -58,12 +58,14 @@ def copy_without_buffer(src: str | Path, dest: str | Path, notes: dict[str, Path
     return dest
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+def _main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from pretrain.rollout import BundlePolicy, walk_check
 
-    parser = argparse.ArgumentParser(prog=prog, description="Make a reference policy from a training bundle.")
+    parser = ArgumentParser(prog=prog, description="Make a reference policy from a training bundle.")
     parser.add_argument("bundle", help="source bundle or run directory")
-    parser.add_argument("--dest", default=str(REFERENCE_BUNDLE))
+    parser.add_argument(
+        "--dest", required=True, help="directory to write, replaced (the committed one: pretrain/reference_policy)"
+    )
     parser.add_argument("--run-dir", help="run directory whose curve.csv / learning_curve.png to copy")
     args = parser.parse_args(argv)
     notes = {}
@@ -77,3 +79,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     (dest / "walk_check.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     print(f"{dest}: {result.describe()}")
     return 0 if result.walks else 1
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return run_main(lambda args: _main(args, prog), argv, prog or "python -m pretrain reference")

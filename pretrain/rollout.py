@@ -11,7 +11,6 @@ forward speed (displacement along the initial heading / time) is within ``speed_
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from a1_common.cli import ArgumentParser, run_main
 from a1_contract import TaskContract
 from pretrain.bundle import BundleFiles, load_bundle_files
 
@@ -144,10 +144,8 @@ def walk_check(
     return result
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Does a bundle's policy walk? (see module docs)", allow_abbrev=False
-    )
+def _main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = ArgumentParser(prog=prog, description="Does a bundle's policy walk? (see module docs)", allow_abbrev=False)
     parser.add_argument("bundle", help="bundle or run directory")
     parser.add_argument("--command-x", type=float, default=0.5, help="forward command, m/s")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -172,3 +170,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     )
     print(json.dumps(asdict(result)) if args.json else result.describe())
     return 0 if result.walks else 1
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return run_main(lambda args: _main(args, prog), argv, prog or "python -m pretrain walk")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -26,8 +27,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from a1_common.cli import ArgumentParser, UsageError, run_main
 from pretrain import config as cfgmod
-from pretrain.bundle import CheckpointDir, load_bundle_files, replay_buffer_transitions
+from pretrain.bundle import BundleError, CheckpointDir, load_bundle_files, replay_buffer_transitions
 from pretrain.callbacks import ActionRecorder, TrainMonitor
 from pretrain.curves import CurveWriter, plot_curves, plot_reward_terms, read_curve
 
@@ -46,35 +48,68 @@ SHORT_FLAGS = {  # short flag -> dotted config field
 # the curriculum switches: a policy learned on nominal dynamics continues under randomization and noise.
 RESUME_MAY_CHANGE = (
     "timesteps", "minutes", "out", "torch_threads", "env.threads", "device", "checkpoint_minutes", "log_every_s",
-    "env.randomize", "env.obs_noise",
+    "env.randomize", "env.obs_noise", "offpolicy.mirror_fraction",
 )  # fmt: skip
 
 
+def _metavar(dotted: str, value: Any, kind: str) -> str:
+    if dotted in cfgmod.CHOICES:
+        return "{" + ",".join(cfgmod.CHOICES[dotted]) + "}"
+    if "list" in kind:
+        return "[X,...]"
+    return kind.split("|")[0].strip().upper() or "VALUE"
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="presets: " + ", ".join(cfgmod.PRESETS),
+        epilog="presets: "
+        + ", ".join(cfgmod.PRESETS)
+        + "\nValues are YAML: --offpolicy.net_arch [256,256]  --bounds.clip_to_targets false  --offpolicy.ent_coef "
+        "auto_0.01.\nEvery field also takes dashes: --torch-threads 1 = --torch_threads 1."
+        "\nErrors are one line; set A1_DEBUG=1 (or --debug) for the traceback.",
     )
     parser.add_argument("--config", help="YAML config file (any subset of the fields below)")
     parser.add_argument("--preset", choices=sorted(cfgmod.PRESETS), help="start from a named preset")
     parser.add_argument("--resume", help="bundle or run directory to continue (config comes from it)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete a non-empty --out directory first (default: refuse it)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    docs = cfgmod.field_help()
+    kinds = {dotted: (value, kind) for dotted, value, kind in cfgmod.field_paths()}
+    short = parser.add_argument_group("common fields (short flags)")
     for flag, dest in SHORT_FLAGS.items():
-        parser.add_argument(flag, dest=dest, type=yaml.safe_load, default=argparse.SUPPRESS, help=f"= --{dest}")
-    group = parser.add_argument_group("config fields (YAML values)")
-    for dotted, value, kind in cfgmod.field_paths():
+        value, kind = kinds[dest]
+        text = f"{docs.get(dest, '')} (= --{dest}; default {value!r})".replace("%", "%%").strip()
+        short.add_argument(
+            flag,
+            dest=dest,
+            type=yaml.safe_load,
+            default=argparse.SUPPRESS,
+            metavar=_metavar(dest, value, kind),
+            choices=cfgmod.CHOICES.get(dest),
+            help=text,
+        )
+    group = parser.add_argument_group("config fields (YAML values; defaults before any preset)")
+    for dotted, (value, kind) in kinds.items():
         if f"--{dotted}" in parser._option_string_actions:  # --algo, --seed, --preset, ...: already there
             continue
+        flags = [f"--{dotted}"]
+        if "_" in dotted:
+            flags.insert(0, f"--{dotted.replace('_', '-')}")
+        text = f"{docs.get(dotted, '')} (default {value!r})".replace("%", "%%").strip()
         group.add_argument(
-            f"--{dotted}",
+            *flags,
             dest=dotted,
             type=yaml.safe_load,
             default=argparse.SUPPRESS,
-            metavar=kind.replace(" ", ""),
-            help=f"default {value!r}",
+            metavar=_metavar(dotted, value, kind),
+            choices=cfgmod.CHOICES.get(dotted),
+            help=text,
         )
     return parser
 
@@ -82,8 +117,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def parse(argv: list[str] | None, prog: str | None = None) -> tuple[cfgmod.TrainConfig, argparse.Namespace]:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    fixed = {"config", "preset", "resume", "no_progress", "print_config"}
+    fixed = {"config", "preset", "resume", "overwrite", "no_progress", "print_config"}
     flags = {k: v for k, v in vars(args).items() if k not in fixed}
+    try:
+        config = _resolve(parser, args, flags)
+    except (ValueError, OSError, yaml.YAMLError, BundleError) as exc:
+        where = f"{args.config}: " if args.config and not args.resume and str(args.config) not in str(exc) else ""
+        parser.error(f"{where}{' '.join(str(exc).split())}")
+    if not config.timesteps and not config.minutes and not args.print_config:
+        parser.error("set a budget: --timesteps N and/or --minutes M")
+    return config, args
+
+
+def _resolve(parser: argparse.ArgumentParser, args: argparse.Namespace, flags: dict[str, Any]) -> cfgmod.TrainConfig:
     if args.resume:
         saved = load_bundle_files(args.resume).config
         limits = {k: flags.pop(k) for k in list(flags) if k in RESUME_MAY_CHANGE}
@@ -96,28 +142,50 @@ def parse(argv: list[str] | None, prog: str | None = None) -> tuple[cfgmod.Train
     else:
         file_doc = cfgmod.load_yaml(args.config) if args.config else None
         config = cfgmod.resolve(file_doc, flags, args.preset)
-    if not config.timesteps and not config.minutes and not args.print_config:
-        parser.error("set a budget: --timesteps N and/or --minutes M")
-    return config, args
+    return config
 
 
 def default_out(config: cfgmod.TrainConfig) -> str:
     return str(Path("runs") / f"{config.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def train(config: cfgmod.TrainConfig, *, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run one training call; returns the summary (also written to ``summary.json``)."""
+def prepare_run_dir(run_dir: Path, *, resume_run: Path | None = None, overwrite: bool = False) -> None:
+    """Create ``run_dir``; refuse one that already holds files (another run's curve and checkpoints would mix
+    with this one's) unless it is the run being resumed, or ``overwrite`` says to delete it first."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is a file, not a run directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        same = resume_run is not None and run_dir.resolve() == resume_run.resolve()
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif not same:
+            raise UsageError(
+                f"--out {run_dir} is not empty (another run's files); choose a new --out, continue that run with "
+                f"--resume {run_dir}, or add --overwrite to delete it first"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train(
+    config: cfgmod.TrainConfig, *, resume: str | None = None, progress: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
+    """Run one training call; returns the summary (also written to ``summary.json``).
+
+    A non-empty run directory is refused (:func:`prepare_run_dir`) unless it is the one ``resume`` continues,
+    or ``overwrite`` is set."""
     import torch
 
     from pretrain.factory import load_model, make_contract, make_env, make_model, obs_norm_of, wrap_obs_norm
 
     torch.set_num_threads(max(1, config.torch_threads))
     bundle = load_bundle_files(resume) if resume else None
-    if bundle is not None and not config.out:
+    resume_run = None
+    if bundle is not None:
         parent = bundle.path.parent
-        config.out = str(parent.parent if parent.name == "checkpoints" else parent / "resumed")
+        resume_run = parent.parent if parent.name == "checkpoints" else parent / "resumed"
+        config.out = config.out or str(resume_run)
     run_dir = Path(config.out or default_out(config))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir, resume_run=resume_run, overwrite=overwrite)
     config.out = str(run_dir)
     config_yaml = config.to_yaml()
     (run_dir / "config.yaml").write_text(config_yaml)
@@ -148,6 +216,18 @@ def train(config: cfgmod.TrainConfig, *, resume: str | None = None, progress: bo
         f"{config.algo} on {config.env.sim}, {env.num_envs} envs, contract {contract.name} {contract.hash}, "
         f"bounds {contract.action_bounds.method} -> {run_dir}"
     )
+
+    mirror = None
+    if config.algo != "ppo" and config.offpolicy.mirror_fraction > 0:
+        from pretrain.mirror import enable_mirror
+
+        mirror = enable_mirror(model, contract, config.offpolicy.mirror_fraction)
+        print(f"mirrored transitions: {config.offpolicy.mirror_fraction:.0%} of each batch")
+    starts = int(getattr(model, "learning_starts", 0))
+    if config.algo != "ppo" and config.timesteps and model.num_timesteps + config.timesteps <= starts:
+        message = (f"the budget ({config.timesteps} steps) ends before learning_starts ({starts}): no gradient step "
+                   f"will be taken; raise --timesteps or lower --offpolicy.learning_starts")  # fmt: skip
+        print(f"warning: {message}", file=sys.stderr)
 
     ckpts = CheckpointDir(run_dir, keep=config.keep_checkpoints)
     curve = CurveWriter(run_dir / "curve.csv", [n for n, w in contract.rewards.items() if w != 0.0])
@@ -185,6 +265,9 @@ def train(config: cfgmod.TrainConfig, *, resume: str | None = None, progress: bo
         curve.close()
     final = save_checkpoint()
     summary = finish(run_dir, config, contract, recorder, monitor, final)
+    if mirror is not None:
+        summary["mirror_counts"] = dict(mirror.counts)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
     env.close()
     return summary
 
@@ -238,13 +321,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def main(argv: list[str] | None = None, prog: str | None = "a1-pretrain") -> int:
+def _main(argv: list[str] | None = None, prog: str | None = "a1-pretrain") -> int:
     config, args = parse(sys.argv[1:] if argv is None else argv, prog)
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
-    train(config, resume=args.resume, progress=not args.no_progress)
+    train(config, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = "a1-pretrain") -> int:
+    return run_main(lambda args: _main(args, prog), argv, prog or "a1-pretrain")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Try it against the emulator (two shells)::
 
 from __future__ import annotations
 
-import argparse
 import enum
 import ipaddress
 import json
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from a1_common.cli import ArgumentParser, run_main
 from a1_contract import TaskContract, get_contract
 from robot_bridge.unitree_protocol import (
     LOCAL_PORT,
@@ -389,8 +389,8 @@ class A1Driver:
             self.counters["send_errors"] += 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="a1-driver", description=__doc__.split("\n\n")[0])
+def _main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="a1-driver", description=__doc__.split("\n\n")[0])
     parser.add_argument("--robot", nargs=2, default=(ROBOT_IP, str(ROBOT_PORT)), metavar=("IP", "PORT"))
     parser.add_argument("--local", nargs=2, default=("192.168.123.162", str(LOCAL_PORT)), metavar=("IP", "PORT"))
     parser.add_argument("--send", action="store_true", help="really send (default: dry run)")
@@ -403,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.seconds)
         print(json.dumps(driver.snapshot()), flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "a1-driver")
 
 
 if __name__ == "__main__":

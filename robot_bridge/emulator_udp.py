@@ -23,7 +23,6 @@ alone (it publishes nothing on ROS; ``emulator_node`` with ``interface:=udp`` wr
 
 from __future__ import annotations
 
-import argparse
 import math
 import socket
 import threading
@@ -32,6 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from a1_common.cli import ArgumentParser, run_main
 from a1_contract import TaskContract, get_contract, robot
 from robot_bridge.emulator import DynamicsGap, EmulatedA1, MotorCommand, Sensors
 from robot_bridge.unitree_protocol import (
@@ -244,8 +244,8 @@ class UdpEmulatedA1:
             self.counters["send_errors"] += 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="emulator-udp", description=__doc__.split("\n\n")[0])
+def _main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="emulator-udp", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bind", nargs=2, default=("127.0.0.1", str(ROBOT_PORT)), metavar=("IP", "PORT"))
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall-clock second")
     args = parser.parse_args(argv)
@@ -260,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         emulator.stop()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "emulator-udp")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ falls, statuses, safety counters.
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import time
@@ -28,6 +27,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
 
+from a1_common.cli import ArgumentParser, run_main
 from robot_bridge import qos
 from robot_bridge.emulator_node import EmulatorNode
 from robot_bridge.policy_node import PolicyNode
@@ -187,8 +187,8 @@ def run_emulated(
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="robot-bridge-emulated", description=__doc__.split("\n\n")[0])
+def _main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="robot-bridge-emulated", description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", required=True, help="ONNX file from deploy.export")
     parser.add_argument("--command", type=float, nargs=3, default=(0.5, 0.0, 0.0), metavar=("VX", "VY", "WZ"))
     parser.add_argument("--seconds", type=float, default=10.0, help="simulated seconds with the policy in control")
@@ -196,11 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("mass_scale", "friction", "motor_strength", "action_latency_s", "sensor_noise"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, help="dynamics gap (emulator parameter)")
     args = parser.parse_args(argv)
+    if not args.seconds > 0:
+        parser.error(f"--seconds must be > 0, got {args.seconds}")
+    if not args.speed > 0:
+        parser.error(f"--speed must be > 0, got {args.speed}")
     gap = {name: getattr(args, name) for name in ("mass_scale", "friction", "motor_strength", "action_latency_s",
                                                    "sensor_noise") if getattr(args, name) is not None}  # fmt: skip
     result = run_emulated(args.policy, command=tuple(args.command), seconds=args.seconds, speed=args.speed, gap=gap)
     print(json.dumps(asdict(result)), flush=True)
     return 1 if result.fell else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "robot-bridge-emulated")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ error against the ground truth at the same stamps.
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import time
@@ -35,6 +34,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
 
+from a1_common.cli import ArgumentParser, run_main
 from robot_bridge import qos
 from robot_bridge.a1_driver_node import A1DriverNode
 from robot_bridge.emulator_node import EmulatorNode
@@ -290,8 +290,8 @@ def run_robot_graph(
             robot.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="robot-bridge-robot-graph", description=__doc__.split("\n\n")[0])
+def _main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="robot-bridge-robot-graph", description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", required=True, help="ONNX file from deploy.export")
     parser.add_argument("--command", type=float, nargs=3, default=(0.5, 0.0, 0.0), metavar=("VX", "VY", "WZ"))
     parser.add_argument("--seconds", type=float, default=10.0, help="simulated seconds with the policy in control")
@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in gap_names:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, help="dynamics gap (emulator parameter)")
     args = parser.parse_args(argv)
+    if not args.seconds > 0:
+        parser.error(f"--seconds must be > 0, got {args.seconds}")
     gap = {name: getattr(args, name) for name in gap_names if getattr(args, name) is not None}
     policy_params, driver_params = {}, {}
     if args.timeout_s is not None:
@@ -327,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps(asdict(result)), flush=True)
     return 1 if result.fell else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "robot-bridge-robot-graph")
 
 
 if __name__ == "__main__":

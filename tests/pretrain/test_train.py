@@ -450,3 +450,21 @@ def test_resume_may_switch_randomization_and_noise_on_as_a_curriculum(runs: Runs
     )
     assert (config.env.randomize, config.env.obs_noise) == (False, False)
     assert config.offpolicy == cfgmod.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())).offpolicy
+
+
+def test_a_used_run_directory_is_refused_unless_resumed_or_overwritten(tmp_path: Path) -> None:
+    from a1_common.cli import UsageError
+    from pretrain.train import prepare_run_dir
+
+    run = tmp_path / "run"
+    prepare_run_dir(run)  # new: created
+    prepare_run_dir(run)  # empty: fine
+    (run / "curve.csv").write_text("time_s\n1\n")
+    with pytest.raises(UsageError, match="not empty"):
+        prepare_run_dir(run)
+    with pytest.raises(UsageError, match="not empty"):
+        prepare_run_dir(run, resume_run=tmp_path / "other")
+    prepare_run_dir(run, resume_run=run)  # continuing that run
+    assert (run / "curve.csv").exists()
+    prepare_run_dir(run, overwrite=True)
+    assert run.is_dir() and not any(run.iterdir())
