@@ -6,7 +6,9 @@
   every hidden layer of the critics, which keeps Q-values bounded with large replay ratios.
 
 Everything else (replay buffer, n-step returns via ``n_steps``, entropy auto-tuning, saving, loading)
-is SB3's own; the subclasses override ``train()`` only.
+is SB3's own; the subclasses override ``train()`` only, with a fast update by default
+(:mod:`pretrain.algos.fast_update`: the same maths without autograd; ``fast_update=False`` for the
+step-by-step reference loop).
 """
 
 from pretrain.algos.delayed import DelayedSAC, DelayedTQC
