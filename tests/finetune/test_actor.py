@@ -244,5 +244,12 @@ def test_the_policy_node_scores_emulated_episodes_from_the_ground_truth_topics(p
     record = run_actor(policy, gap={"sensor_noise": 1.0}, params=params, until=lambda node: len(scored(node)) >= 2,
                        safety_params={"soft_start_hold_s": 0.1, "watchdog_timeout_s": 0.3}, timeout_s=30.0)  # fmt: skip
     assert record["stop_reason"] == "until", record["episode_log"]
-    for e in (e for e in record["episode_log"] if e["true_ret"] is not None):
-        assert e["terms"]["dof_acc_l2"] < e["true_terms"]["dof_acc_l2"], "the measured joint velocities are noisy"
+    scored_episodes = [e for e in record["episode_log"] if e["true_ret"] is not None]
+    assert len(scored_episodes) >= 2
+    for e in scored_episodes:
+        # The referee's terms come from the ground-truth topics, the policy's from the noisy measurements: the
+        # joint-acceleration penalty (finite differences of joint velocities) differs between the two. Which one is
+        # larger depends on the gait and on tick timing, so only the difference is asserted.
+        measured, true = e["terms"]["dof_acc_l2"], e["true_terms"]["dof_acc_l2"]
+        assert np.isfinite(true) and true <= 0.0
+        assert abs(measured - true) > 0.1 * max(abs(measured), abs(true)), (measured, true)

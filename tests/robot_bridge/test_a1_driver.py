@@ -147,7 +147,10 @@ def test_torque_guard_moves_the_target_to_the_limit_then_latches_damping():
             wait_for(lambda: driver.state is not None, 2.0, "state")
             driver.set_targets(DEFAULT)
             wait_for(lambda: driver.counters["torque_clips"] > 0, 2.0, "a torque clip")
-            clipped = next(cmd for _, cmd in fake.commands if cmd.kp[LEGS[4]] > 0 and cmd.q[LEGS[4]] != DEFAULT[4])
+            # the driver counts the clip when it builds the command; the fake robot receives it a moment later
+            is_clipped = lambda cmd: cmd.kp[LEGS[4]] > 0 and cmd.q[LEGS[4]] != DEFAULT[4]  # noqa: E731
+            wait_for(lambda: any(is_clipped(cmd) for _, cmd in list(fake.commands)), 2.0, "the clipped command")
+            clipped = next(cmd for _, cmd in list(fake.commands) if is_clipped(cmd))
             np.testing.assert_allclose(CONTRACT.kp[4] * (clipped.q[LEGS[4]] - far[4]), CONTRACT.effort_limit[4], 1e-4)
             np.testing.assert_allclose(np.delete(clipped.q[LEGS], 4), np.delete(DEFAULT, 4), atol=1e-6)
             _feed(driver, DEFAULT, 0.15)
