@@ -62,6 +62,10 @@ class EnvConfig:
     """Training observation noise from the contract."""
     randomize: bool = True
     """Domain randomization from the contract (mass, COM, friction, reset spread, pushes)."""
+    action_latency_s: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    """Actuation latency [low, high] (s): each robot's joint targets act that long after its policy step starts,
+    drawn per robot at every reset and rounded to physics steps; at most two policy steps. A robot's control
+    loop (state -> ROS 2 -> policy -> driver -> motors) is late by a few ms to tens of ms on a busy computer."""
     task_id: str = ""
     """Isaac Lab task id (empty: the contract's)."""
     device: str = "cuda:0"
@@ -179,6 +183,9 @@ class TrainConfig:
             problems.append(f"bounds.method must be one of {BOUNDS_METHODS}, got {self.bounds.method!r}")
         if self.env.num_envs < 1:
             problems.append(f"env.num_envs must be >= 1, got {self.env.num_envs}")
+        latency = self.env.action_latency_s
+        if len(latency) != 2 or not 0.0 <= latency[0] <= latency[1] or not math.isfinite(latency[1]):
+            problems.append(f"env.action_latency_s must be [low, high] with 0 <= low <= high, got {latency}")
         if self.timesteps < 0 or self.minutes < 0 or not math.isfinite(self.minutes):
             problems.append(f"timesteps and minutes must be >= 0, got {self.timesteps} and {self.minutes}")
         if self.algo == "ppo" and self.env.num_envs * self.ppo.n_steps % self.ppo.n_minibatches:

@@ -8,6 +8,8 @@ in one vector env, for one 20 s episode, under two conditions:
 * ``nominal``: nominal dynamics, robots reset at the default pose, no observation noise;
 * ``training``: the contract's domain randomization (mass, COM, friction, reset spread, pushes) and
   the training observation noise, i.e. what the policy was trained for.
+* ``latency`` (``--conditions all`` or ``latency``): training conditions with every joint target acting one
+  policy step (20 ms) late, as on a loaded robot computer.
 
 Per command and condition: the mean linear tracking error ``|cmd_xy - v_xy|`` (m/s, body frame) and
 yaw-rate error ``|cmd_wz - w_z|`` (rad/s), both averaged after ``--settle-s`` (the robots start from a
@@ -49,10 +51,26 @@ DEFAULT_GRID: tuple[tuple[float, float, float], ...] = (
     (0.0, 0.0, 1.0),
     (0.0, 0.0, 0.0),
 )
-CONDITIONS: dict[str, dict[str, bool]] = {
+CONDITIONS: dict[str, dict[str, float]] = {
     "nominal": {"randomize": False, "obs_noise": False},
     "training": {"randomize": True, "obs_noise": True},
+    # Training conditions with the joint targets acting one policy step late: a loaded robot computer.
+    "latency": {"randomize": True, "obs_noise": True, "action_latency_s": 0.02},
 }
+DEFAULT_CONDITIONS = ("nominal", "training")
+"""What ``--conditions both`` (the default) evaluates; ``all`` adds ``latency``."""
+
+
+def condition_env_kwargs(condition: str, contract: TaskContract) -> dict[str, Any]:
+    """The simulator's keyword arguments for a named condition."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
+    kwargs = dict(CONDITIONS[condition])
+    latency = kwargs.pop("action_latency_s", 0.0)
+    kwargs["action_delay_substeps"] = int(round(latency / contract.sim_dt))
+    return kwargs
+
+
 # A command sequence for the video: forward, faster, sideways both ways, turn both ways, backward, stop.
 VIDEO_SEQUENCE: tuple[tuple[float, tuple[float, float, float]], ...] = (
     (3.0, (0.5, 0.0, 0.0)),
@@ -148,8 +166,7 @@ def evaluate_condition(
     from pretrain.sim import batch_math
     from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
 
-    if condition not in CONDITIONS:
-        raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
+    env_kwargs = condition_env_kwargs(condition, contract)
     if not seconds > settle_s >= 0.0:
         raise ValueError(f"need seconds > settle_s >= 0, got seconds={seconds}, settle_s={settle_s}")
     if robots_per_command < 1 or not grid:
@@ -158,7 +175,7 @@ def evaluate_condition(
     k = robots_per_command
     commands = np.repeat(np.asarray(grid, dtype=np.float64), k, axis=0)
     n = len(commands)
-    env = A1MujocoVecEnv(n, contract, seed=seed, num_threads=1, **CONDITIONS[condition])
+    env = A1MujocoVecEnv(n, contract, seed=seed, num_threads=1, **env_kwargs)
     try:
         env.reset()
         ids = np.arange(n)
@@ -296,7 +313,7 @@ def record_video(
     from pretrain.sim.render import A1Renderer
 
     out.mkdir(parents=True, exist_ok=True)
-    env = A1MujocoVecEnv(1, contract, seed=seed, num_threads=1, **CONDITIONS[condition])
+    env = A1MujocoVecEnv(1, contract, seed=seed, num_threads=1, **condition_env_kwargs(condition, contract))
     frames: list[np.ndarray] = []
     every = max(1, int(round(1.0 / (fps * contract.policy_dt))))
     try:
@@ -328,7 +345,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     policy = BundlePolicy(args.bundle)
     grid = DEFAULT_GRID if not args.command else [tuple(c) for c in args.command]
-    conditions = list(CONDITIONS) if args.conditions == "both" else [args.conditions]
+    conditions = {"both": list(DEFAULT_CONDITIONS), "all": list(CONDITIONS)}.get(args.conditions, [args.conditions])
     results = []
     for condition in conditions:
         res = evaluate_condition(
@@ -395,7 +412,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("bundle", help="bundle or run directory")
-    parser.add_argument("--conditions", choices=("both", *CONDITIONS), default="both")
+    parser.add_argument(
+        "--conditions",
+        choices=("both", "all", *CONDITIONS),
+        default="both",
+        help="both: nominal and training (default); all: also latency (training conditions, joint targets one "
+        "policy step late)",
+    )
     parser.add_argument("--robots", type=int, default=4, help="robots per command (default 4)")
     parser.add_argument("--seconds", type=float, default=20.0, help="episode length evaluated (default 20 s)")
     parser.add_argument("--settle-s", type=float, default=2.0, help="seconds before tracking is measured")

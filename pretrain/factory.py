@@ -31,6 +31,17 @@ def make_contract(cfg: TrainConfig) -> TaskContract:
     return base.replace(action_bounds=resolve_bounds(cfg.bounds, base))
 
 
+def latency_substeps(latency_s: list[float], contract: TaskContract) -> tuple[int, int]:
+    """``env.action_latency_s`` in physics steps (rounded); at most two policy steps."""
+    low, high = (int(round(float(v) / contract.sim_dt)) for v in latency_s)
+    if high > 2 * contract.decimation:
+        raise ValueError(
+            f"env.action_latency_s {list(latency_s)} exceeds two policy steps ({2 * contract.policy_dt:g} s), the most "
+            "the simulator models"
+        )
+    return low, high
+
+
 def make_env(
     cfg: TrainConfig, contract: TaskContract, *, seed: int | None = None, num_envs: int | None = None
 ) -> VecEnv:
@@ -47,9 +58,13 @@ def make_env(
             num_threads=cfg.env.threads,
             obs_noise=cfg.env.obs_noise,
             randomize=cfg.env.randomize,
+            action_delay_substeps=latency_substeps(cfg.env.action_latency_s, contract),
         )
     if cfg.env.sim == "isaaclab":
         from pretrain.isaaclab_backend import make_isaaclab_env
+
+        if any(cfg.env.action_latency_s):
+            raise ValueError("env.action_latency_s is modelled by the mujoco backend only; keep [0, 0] on isaaclab")
 
         return make_isaaclab_env(contract, num_envs, seed=seed, task_id=cfg.env.task_id or None, device=cfg.env.device)
     raise ValueError(f"unknown simulator {cfg.env.sim!r}")

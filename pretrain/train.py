@@ -48,7 +48,7 @@ SHORT_FLAGS = {  # short flag -> dotted config field
 # the curriculum switches: a policy learned on nominal dynamics continues under randomization and noise.
 RESUME_MAY_CHANGE = (
     "timesteps", "minutes", "out", "torch_threads", "env.threads", "device", "checkpoint_minutes", "log_every_s",
-    "env.randomize", "env.obs_noise", "offpolicy.mirror_fraction",
+    "env.randomize", "env.obs_noise", "env.action_latency_s", "offpolicy.mirror_fraction",
 )  # fmt: skip
 
 

@@ -60,8 +60,11 @@ class A1MujocoVecEnv(VecEnv):
             pushes). ``False`` gives nominal dynamics, resets at the default pose and no pushes.
         modify_model: called on each env's own copy of the model after the randomization (e.g. a dynamics gap,
             :func:`robot_bridge.emulator.apply_gap`); ``mj_setConst`` follows.
-        action_delay_substeps: physics steps (of ``sim_dt``, at most ``decimation``) at the start of each policy
-            step during which the previous joint targets still act: actuation latency.
+        action_delay_substeps: actuation latency in physics steps (of ``sim_dt``, at most two policy steps,
+            ``2 * decimation``): a policy step's joint targets take effect that many physics steps after it starts;
+            until then the previous ones act. An ``int`` is the same latency for every robot; a ``(low, high)``
+            pair draws each robot's latency uniformly from ``low..high`` at every reset (latency randomization:
+            a policy that tolerates the robot's control loop, whose delay varies with the load on its computer).
     """
 
     def __init__(
@@ -74,7 +77,7 @@ class A1MujocoVecEnv(VecEnv):
         obs_noise: bool = True,
         randomize: bool = True,
         modify_model: Callable[[mujoco.MjModel], None] | None = None,
-        action_delay_substeps: int = 0,
+        action_delay_substeps: int | tuple[int, int] = 0,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -95,9 +98,8 @@ class A1MujocoVecEnv(VecEnv):
         self.models = self._startup_models() if randomize else [self.model] * n
         if modify_model is not None:
             self.models = _modified(self.models, modify_model)
-        if not 0 <= int(action_delay_substeps) <= c.decimation:
-            raise ValueError(f"action_delay_substeps must be in [0, {c.decimation}], got {action_delay_substeps}")
-        self.action_delay_substeps = int(action_delay_substeps)
+        self.action_delay_range = _delay_range(action_delay_substeps, 2 * c.decimation)
+        """(low, high) actuation latency in physics steps; each robot's is drawn at its reset."""
         self.trunk_com = np.array([m.body_ipos[self.info.trunk_body] for m in self.models])
         self.num_threads = max(1, min(num_threads or os.cpu_count() or 1, n))
         self._datas = [mujoco.MjData(self.model) for _ in range(self.num_threads)]
@@ -118,7 +120,10 @@ class A1MujocoVecEnv(VecEnv):
         self.commands = VelocityCommands(c.commands, n, c.policy_dt)
         self.feet = FootContactTracker(n, 4, c.sim_dt, c.reward_params["contact_force_threshold"])
         self.action_raw = np.zeros((n, c.num_joints))
-        self._prev_targets = np.zeros((n, c.num_joints))
+        self._prev_targets = np.zeros((2, n, c.num_joints))
+        """The joint targets of the last two policy steps (newest first): what acts during the latency."""
+        self.action_delay = np.full(n, self.action_delay_range[0], dtype=np.int64)
+        """Each robot's actuation latency (physics steps)."""
         self.prev_action_raw = np.zeros((n, c.num_joints))
         self.episode_length = np.zeros(n, dtype=np.int64)
         self.episode_return = np.zeros(n)
@@ -230,9 +235,15 @@ class A1MujocoVecEnv(VecEnv):
         # The contract's target rule (soft joint limits), the same clamp the robot's safety layer applies.
         targets = c.clamp_joint_targets(c.raw_joint_targets(self.action_raw))
         self._ctrl[:, :, : c.num_joints] = targets[:, None, :]  # the other actuators have no control input
-        if self.action_delay_substeps:
-            self._ctrl[:, : self.action_delay_substeps, : c.num_joints] = self._prev_targets[:, None, :]
-        self._prev_targets = targets
+        if self.action_delay_range[1]:
+            # Physics step k of this policy step applies the targets of ceil((delay - k) / decimation) steps ago.
+            lag = self.action_delay[:, None] - np.arange(c.decimation)[None, :]
+            back = np.clip(-(-lag // c.decimation), 0, 2)
+            for steps_back in (1, 2):
+                rows, cols = np.nonzero(back == steps_back)
+                self._ctrl[rows, cols, : c.num_joints] = self._prev_targets[steps_back - 1, rows]
+            self._prev_targets[1] = self._prev_targets[0]
+        self._prev_targets[0] = targets
         self._actions = None
         self._pool.rollout(
             self.models,
@@ -389,7 +400,10 @@ class A1MujocoVecEnv(VecEnv):
         self.state[env_ids, self._qvel_start : self._qvel_start + self._nv] = qvel
         self.action_raw[env_ids] = 0.0
         self.prev_action_raw[env_ids] = 0.0
-        self._prev_targets[env_ids] = c.clamp_joint_targets(c.raw_joint_targets(np.zeros(c.num_joints)))
+        self._prev_targets[:, env_ids] = c.clamp_joint_targets(c.raw_joint_targets(np.zeros(c.num_joints)))
+        low, high = self.action_delay_range
+        if high > low:
+            self.action_delay[env_ids] = rng.integers(low, high + 1, size=n)
         self.episode_length[env_ids] = 0
         self.episode_return[env_ids] = 0.0
         for value in self.episode_terms.values():
@@ -422,3 +436,14 @@ def _modified(models: list[mujoco.MjModel], modify: Callable[[mujoco.MjModel], N
             mujoco.mj_setConst(new, mujoco.MjData(new))
             copies[id(m)] = new
     return [copies[id(m)] for m in models]
+
+
+def _delay_range(value: int | tuple[int, int] | list[int], most: int) -> tuple[int, int]:
+    """``action_delay_substeps`` as a checked (low, high) pair of physics steps."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"action_delay_substeps must be an int or a (low, high) pair of ints, got {value!r}")
+    low, high = int(pair[0]), int(pair[1])
+    if not 0 <= low <= high <= most:
+        raise ValueError(f"action_delay_substeps must satisfy 0 <= low <= high <= {most} (two policy steps): {value!r}")
+    return low, high

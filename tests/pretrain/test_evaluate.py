@@ -118,3 +118,26 @@ def test_video_of_a_command_sequence(tmp_path):
     )
     assert path.parent == tmp_path / "video" and path.stat().st_size > 1000
     assert path.read_bytes()[:3] in (b"GIF", b"\x00\x00\x00"), "a GIF (pillow) or an MP4 (imageio-ffmpeg)"
+
+
+def test_the_latency_condition_is_training_conditions_with_targets_one_policy_step_late():
+    from pretrain.evaluate import condition_env_kwargs
+
+    kwargs = condition_env_kwargs("latency", CONTRACT)
+    assert kwargs == {"randomize": True, "obs_noise": True, "action_delay_substeps": CONTRACT.decimation}
+    assert condition_env_kwargs("training", CONTRACT)["action_delay_substeps"] == 0
+    with pytest.raises(ValueError, match="unknown condition"):
+        condition_env_kwargs("windy", CONTRACT)
+
+    def stomp(obs: np.ndarray) -> np.ndarray:  # alternating extreme targets: sensitive to when they act
+        stomp.t += 1
+        return np.full((len(obs), CONTRACT.num_joints), 0.6 if stomp.t % 2 else -0.6, np.float32)
+
+    results = {}
+    for condition in ("training", "latency", "training"):
+        stomp.t = 0
+        res = evaluate_condition(stomp, CONTRACT, [(0.5, 0.0, 0.0)], condition=condition, robots_per_command=2,
+                                 seconds=1.0, settle_s=0.5)  # fmt: skip
+        results.setdefault(condition, []).append(res.points[0].lin_error)
+    assert results["training"][0] == results["training"][1]  # same seed, same run
+    assert results["latency"][0] != results["training"][0]

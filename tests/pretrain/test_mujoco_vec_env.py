@@ -270,8 +270,51 @@ def test_action_delay_keeps_the_previous_targets_for_the_first_substeps():
     assert not np.allclose(states[0], hold.state, atol=1e-6)
     hold.step(kick)  # the delayed robot's second step: the kick, one policy step late
     np.testing.assert_allclose(states[c.decimation, "second"], hold.state, atol=1e-12)
-    with pytest.raises(ValueError, match="action_delay_substeps"):
-        A1MujocoVecEnv(1, c, num_threads=1, action_delay_substeps=c.decimation + 1)
+    for bad in (2 * c.decimation + 1, -1, (3, 1), (0, 1, 2), 1.5):
+        with pytest.raises(ValueError, match="action_delay_substeps"):
+            A1MujocoVecEnv(1, c, num_threads=1, action_delay_substeps=bad)
+
+
+def _delayed_run(c, delay, actions):
+    env = A1MujocoVecEnv(1, c, seed=3, num_threads=1, obs_noise=False, randomize=False, action_delay_substeps=delay)
+    env.reset()
+    out = []
+    for a in actions:
+        env.step(np.asarray(a)[None])
+        out.append(env.state.copy())
+    return out
+
+
+def test_two_policy_steps_of_delay_apply_each_target_two_steps_late():
+    c = get_contract()
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-0.8, 0.8, (4, c.num_joints))
+    default = c.action_bounds.to_normalized(np.zeros(c.num_joints))  # raw 0: the reset's default-pose targets
+    late = _delayed_run(c, 2 * c.decimation, actions)
+    by_hand = _delayed_run(c, 0, [default, default, actions[0], actions[1]])
+    for step in range(4):
+        np.testing.assert_allclose(late[step], by_hand[step], atol=1e-12)
+    # Between whole steps: 1.5 policy steps late = half a step of the one before last, then the last one.
+    mid = _delayed_run(c, c.decimation + c.decimation // 2, actions)
+    one_step = _delayed_run(c, c.decimation, actions)
+    assert not np.allclose(mid[2], late[2], atol=1e-6) and not np.allclose(mid[2], one_step[2], atol=1e-6)
+
+
+def test_a_latency_range_draws_each_robot_its_own_latency_at_reset():
+    c = get_contract()
+    n = 64
+    env = A1MujocoVecEnv(n, c, seed=5, num_threads=1, obs_noise=False, randomize=False,
+                         action_delay_substeps=(0, 2 * c.decimation))  # fmt: skip
+    env.reset()
+    drawn = env.action_delay.copy()
+    assert drawn.min() >= 0 and drawn.max() <= 2 * c.decimation and len(np.unique(drawn)) >= 5, drawn
+    actions = np.random.default_rng(1).uniform(-0.8, 0.8, (3, n, c.num_joints))
+    for a in actions:
+        env.step(a)
+    # Each robot moved exactly as a robot with its latency fixed: the draw is per robot, not shared.
+    for i in np.flatnonzero(np.isin(drawn, [0, c.decimation, 2 * c.decimation]))[:3]:
+        alone = _delayed_run(c, int(drawn[i]), actions[:, i])
+        np.testing.assert_allclose(env.state[i], alone[-1][0], atol=1e-9)
 
 
 def test_modify_model_changes_copies_of_the_models():

@@ -452,6 +452,21 @@ def test_resume_may_switch_randomization_and_noise_on_as_a_curriculum(runs: Runs
     assert config.offpolicy == cfgmod.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())).offpolicy
 
 
+def test_actuation_latency_is_a_range_in_seconds_drawn_per_robot(runs: Runs) -> None:
+    config, _ = parse(["--minutes", "1", "--env.action_latency_s", "[0, 0.04]", "--num-envs", "4"])
+    contract = make_contract(config)
+    env = make_env(config, contract)
+    assert env.action_delay_range == (0, 2 * contract.decimation)
+    config.env.action_latency_s = [0.0, 0.1]
+    with pytest.raises(ValueError, match="env.action_latency_s .* two policy steps"):
+        make_env(config, contract)
+    with pytest.raises(SystemExit):
+        parse(["--minutes", "1", "--env.action_latency_s", "[0.02, 0.01]"])
+    run_dir, _, _ = runs.get("sac")
+    resumed, _ = parse(["--resume", str(run_dir), "--minutes", "1", "--env.action_latency_s", "[0, 0.02]"])
+    assert resumed.env.action_latency_s == [0.0, 0.02]
+
+
 def test_a_used_run_directory_is_refused_unless_resumed_or_overwritten(tmp_path: Path) -> None:
     from a1_common.cli import UsageError
     from pretrain.train import prepare_run_dir
