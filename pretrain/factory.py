@@ -11,6 +11,7 @@ from typing import Any
 import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
@@ -90,8 +91,19 @@ def obs_norm_of(venv: VecEnv, obs_dim: int) -> ObsNorm:
     return ObsNorm.identity(obs_dim)
 
 
+def _quiet(model: BaseAlgorithm, tensorboard_log: str | None) -> BaseAlgorithm:
+    """Without TensorBoard, an SB3 logger that writes nowhere (SB3's default creates an empty /tmp/SB3-<time>)."""
+    if tensorboard_log is None:
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
+
+
 def make_model(cfg: TrainConfig, env: VecEnv, tensorboard_log: str | None = None) -> BaseAlgorithm:
     """A fresh SB3 model for ``cfg.algo`` (hyperparameters from ``cfg.offpolicy`` or ``cfg.ppo``)."""
+    return _quiet(_make_model(cfg, env, tensorboard_log), tensorboard_log)
+
+
+def _make_model(cfg: TrainConfig, env: VecEnv, tensorboard_log: str | None) -> BaseAlgorithm:
     common: dict[str, Any] = {"seed": cfg.seed, "device": cfg.device, "tensorboard_log": tensorboard_log, "verbose": 0}
     if cfg.algo == "ppo":
         p = cfg.ppo
@@ -172,6 +184,7 @@ def load_model(
     model = cls.load(bundle.path / "model.zip", env=env, device=device)
     if tensorboard_log is not None:
         model.tensorboard_log = tensorboard_log
+    _quiet(model, tensorboard_log)
     if with_replay_buffer and bundle.has_replay_buffer and bundle.algo != "ppo":
         load_replay_buffer(model.replay_buffer, bundle.path / BUFFER_FILE)
     return model

@@ -483,3 +483,15 @@ def test_a_used_run_directory_is_refused_unless_resumed_or_overwritten(tmp_path:
     assert (run / "curve.csv").exists()
     prepare_run_dir(run, overwrite=True)
     assert run.is_dir() and not any(run.iterdir())
+
+
+def test_a_model_without_tensorboard_writes_no_log_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SB3's default logger creates an empty $SB3_LOGDIR (else /tmp/SB3-<time>) on every learn() without TensorBoard.
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3"))
+    config, _ = parse(["--timesteps", "64", "--num-envs", "4", "--offpolicy.learning_starts", "16",
+                       "--offpolicy.net_arch", "[8]"])  # fmt: skip
+    contract = make_contract(config)
+    model = make_model(config, wrap_obs_norm(make_env(config, contract), config))
+    model.learn(64)
+    assert model.num_timesteps >= 64 and model.logger.name_to_value is not None
+    assert not (tmp_path / "sb3").exists()
