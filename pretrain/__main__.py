@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "actions": ("pretrain.diagnose", "plot the actions a policy takes against its bounds, and initial distributions"),
     "reference": ("pretrain.reference", "copy a bundle without its replay buffer as the reference policy; walk check"),
     "bounds": ("pretrain.bounds", "measure action bounds (percentiles) from a trained PPO bundle"),
+    "tune": ("pretrain.tune", "Optuna search of SAC/TQC hyperparameters for a wall-clock budget (SQLite/PostgreSQL)"),
 }
 
 

@@ -14,8 +14,10 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   echo "[setup] installing torch==2.13.0"
   "${PIP[@]}" install "torch==2.13.0"
 fi
-# `ros`: ROS 2 Kilted rclpy + message wheels from PyPI (x86_64; robots with a ROS 2 install use EXTRAS=test).
-EXTRAS=${EXTRAS:-test,ros}
+# `ros`: ROS 2 Kilted rclpy + message wheels from PyPI (x86_64; robots with a ROS 2 install use EXTRAS=test);
+# `bench`: SBX, the speed baseline of benchmarks/learner_speed.py (its test runs in CI, not skipped);
+# `tune`: Optuna, cmaes and the PostgreSQL driver of `python -m pretrain tune`.
+EXTRAS=${EXTRAS:-test,ros,bench,tune}
 echo "[setup] installing a1-sim2real with extras: $EXTRAS"
 log=$(mktemp)
 if ! "${PIP[@]}" install -e ".[$EXTRAS]" >"$log" 2>&1; then
@@ -24,4 +26,15 @@ if ! "${PIP[@]}" install -e ".[$EXTRAS]" >"$log" 2>&1; then
   exit 1
 fi
 rm -f "$log"
+# The tune tests start a throwaway PostgreSQL server (initdb + pg_ctl in a temporary directory): the Debian package.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing the Debian postgresql package (server binaries for the tune tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "[setup] warning: no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb); the tune tests need them:" \
+      "sudo apt-get install postgresql" >&2
+  fi
+fi
 .venv/bin/python -c "import torch, mujoco, stable_baselines3, a1_contract; print('[setup] torch', torch.__version__, '| mujoco', mujoco.__version__, '| sb3', stable_baselines3.__version__)"
