@@ -144,8 +144,14 @@ class TrainMonitor(BaseCallback):
     def _on_training_end(self) -> None:
         self._log_row(time.perf_counter())
         self.bar.close()
-        for sig, handler in self._old_handlers.items():
+        # The handlers stay until restore_signals(): a signal during the final checkpoint, summary and plots is
+        # recorded (a stop was asked) instead of killing the run before they are written.
+
+    def restore_signals(self) -> None:
+        """Put back the SIGINT/SIGTERM handlers of before training (the trainer calls it when all is written)."""
+        for sig, handler in getattr(self, "_old_handlers", {}).items():
             signal.signal(sig, handler)
+        self._old_handlers = {}
 
     # -- per step --
     def _on_step(self) -> bool:

@@ -258,16 +258,19 @@ def train(
         recorder=recorder,
     )
     try:
-        model.learn(
-            total_timesteps=10**12, callback=monitor, reset_num_timesteps=bundle is None, tb_log_name=config.algo
-        )
+        try:
+            model.learn(
+                total_timesteps=10**12, callback=monitor, reset_num_timesteps=bundle is None, tb_log_name=config.algo
+            )
+        finally:
+            curve.close()
+        final = save_checkpoint()
+        summary = finish(run_dir, config, contract, recorder, monitor, final)
+        if mirror is not None:
+            summary["mirror_counts"] = dict(mirror.counts)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
     finally:
-        curve.close()
-    final = save_checkpoint()
-    summary = finish(run_dir, config, contract, recorder, monitor, final)
-    if mirror is not None:
-        summary["mirror_counts"] = dict(mirror.counts)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+        monitor.restore_signals()
     env.close()
     return summary
 

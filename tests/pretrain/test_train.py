@@ -495,3 +495,25 @@ def test_a_model_without_tensorboard_writes_no_log_directory(tmp_path: Path, mon
     model.learn(64)
     assert model.num_timesteps >= 64 and model.logger.name_to_value is not None
     assert not (tmp_path / "sb3").exists()
+
+
+def test_a_sigterm_while_the_run_is_finishing_still_leaves_its_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from pretrain import train as train_module
+
+    real_finish = train_module.finish
+
+    def finish_under_sigterm(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. a tune worker stopping its trainer during the final plots
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "finish", finish_under_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    config, args = parse(["--timesteps", "64", "--num-envs", "4", "--offpolicy.learning_starts", "16",
+                          "--offpolicy.net_arch", "[8]", "--out", str(tmp_path / "run")])  # fmt: skip
+    train(config, progress=False)
+    assert (tmp_path / "run" / "summary.json").exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored once everything is written
