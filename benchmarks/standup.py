@@ -117,7 +117,9 @@ def drop(robot: EmulatedA1, rng: np.random.Generator, roll: float | None = None,
     limits = np.asarray(contract.joint_pos_limits)
     joints = rng.uniform(limits[:, 0], limits[:, 1])
     yaw, pitch, small_roll = rng.uniform(-math.pi, math.pi), *rng.uniform(-0.3, 0.3, 2)
-    mujoco.mj_resetData(robot.model, robot.data)
+    # reset(), not mj_resetData alone: it also drops the targets still queued for the old clock (an emulator node
+    # queues them between its physics steps), which would otherwise wait until the reset clock reaches their time.
+    robot.reset()
     robot.data.qpos[0:3] = (0.0, 0.0, rng.uniform(0.25, 0.35))
     robot.data.qpos[3:7] = _quat_zyx(yaw, pitch, small_roll if roll is None else roll)
     robot.data.qpos[robot.info.qpos_joints] = joints

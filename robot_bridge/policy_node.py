@@ -271,7 +271,10 @@ class PolicyNode(Node):
             self._publish_status(f"standing_up: {decision.phase.value}", warn=False)
 
     def _publish_status(self, text: str, warn: bool) -> None:
-        (self.get_logger().warning if warn else self.get_logger().info)(text)
+        if warn:  # two call sites: rclpy raises when one call site logs at two severities
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().info(text)
         self._status_pub.publish(String(data=text))
         self._last_status = None  # the next safety decision is reported again
 

@@ -4,8 +4,12 @@
   keep last 1. A late sample is worth nothing; only the newest one matters, and a reliable stream would
   queue and retransmit old ones.
 * Joint commands: reliable, keep last 1 (a dropped command is a missed tick at 50 Hz; a queued one is stale).
-* Safety status: reliable, transient local, keep last 1, so a monitor that starts late still gets the
-  current status.
+* Status (safety status, driver diagnostics): reliable, transient local, keep last ``STATUS_DEPTH``. Every
+  message is a transition that matters, and transitions can come back to back (``stand_up_done`` is followed
+  by ``soft_start`` at the next tick, ``waiting_for_state`` by ``soft_start`` within ~10 ms): a depth-1 reader
+  keeps only the newest unread sample, so whatever arrives before its executor takes the previous one silently
+  replaces it (a single-threaded executor busy with the control tick is that late). A monitor that starts late
+  gets the last few, the newest being the current status.
 * Services (e-stop, reset) use rclpy's default service QoS (reliable).
 """
 
@@ -19,10 +23,13 @@ SENSOR = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPo
 COMMAND = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1)
 """Joint position targets."""
 
+STATUS_DEPTH = 10
+"""Status messages kept per reader (unread) and per writer (for late subscribers and reliable resends)."""
+
 STATUS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     history=HistoryPolicy.KEEP_LAST,
-    depth=1,
+    depth=STATUS_DEPTH,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
-"""Safety status (latched: late subscribers get the last one)."""
+"""Status transitions (latched: late subscribers get the last ``STATUS_DEPTH``, the newest being current)."""

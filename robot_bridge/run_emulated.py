@@ -26,6 +26,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from a1_common.cli import ArgumentParser, run_main
 from robot_bridge import qos
@@ -95,6 +96,7 @@ class EmulatedGraph:
         rclpy.init(context=self.context, args=[])
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Node] = []
+        self._calls = 0
         self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
         try:
             self.emulator = EmulatorNode(
@@ -138,6 +140,31 @@ class EmulatedGraph:
                 raise TimeoutError(f"the policy did not take over within {timeout_s} s: {self.monitor.statuses}")
             time.sleep(0.01)
         return time.monotonic() - self.started
+
+    def call(self, service: str, srv_type: type = Trigger, request=None, timeout_s: float = 5.0):
+        """Call ``service`` from the calling thread and return its response (``TimeoutError`` without one).
+
+        The client's node is on the graph's context but is spun here, by an executor of its own, never by the
+        graph's: a node destroyed while another thread's executor builds its wait set from it kills that
+        executor (rclpy raises ``InvalidHandle`` in the executor thread, and every node of the graph stops).
+        """
+        self.check_alive()
+        self._calls += 1
+        node = Node(f"emulated_graph_client_{self._calls}", context=self.context)
+        executor = SingleThreadedExecutor(context=self.context)
+        try:
+            executor.add_node(node)
+            client = node.create_client(srv_type, service)
+            if not client.wait_for_service(timeout_sec=timeout_s):
+                raise TimeoutError(f"{service} is not offered")
+            future = client.call_async(request if request is not None else srv_type.Request())
+            executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+            if not future.done():
+                raise TimeoutError(f"{service} did not answer within {timeout_s} s")
+            return future.result()
+        finally:
+            executor.shutdown()
+            node.destroy_node()
 
     def close(self) -> None:
         self.executor.shutdown()

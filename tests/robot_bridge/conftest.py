@@ -22,12 +22,15 @@ from a1_contract import get_contract  # noqa: E402
 from tests.deploy.conftest import QUICK_PARITY, fresh_bundle, swapped_joints  # noqa: E402
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 5 ms until it holds; fail naming ``what`` after ``timeout`` seconds."""
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str | Callable[[], str]) -> None:
+    """Poll ``predicate`` every 5 ms until it holds; fail naming ``what`` after ``timeout`` seconds.
+
+    A callable ``what`` is called at the timeout, so the message shows the state then (an f-string shows the
+    state when the wait began)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
         time.sleep(0.005)
 
 

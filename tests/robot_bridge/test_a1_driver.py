@@ -130,8 +130,14 @@ def test_damping_within_the_command_timeout_when_joint_targets_stop():
         assert driver.status is DriverStatus.RUNNING
         np.testing.assert_allclose(fake.commands[-1][1].q[LEGS], targets, atol=1e-6)  # contract -> SDK order
         np.testing.assert_array_equal(fake.commands[-1][1].kp[LEGS], CONTRACT.kp)
-        time.sleep(0.3)
-        assert driver.status is DriverStatus.STALE_COMMAND
+        wait_for(
+            lambda: (
+                driver.status is DriverStatus.STALE_COMMAND
+                and any(t > last_target and _is_damping(cmd) for t, cmd in list(fake.commands))
+            ),
+            2.0,
+            "the stale-command damping",
+        )
         first_damping = next(t for t, cmd in fake.commands if t > last_target and _is_damping(cmd)) - last_target
         assert 0.09 <= first_damping <= 0.1 + 0.1, first_damping
         statuses = [status for _, status, _ in driver.status_changes]
@@ -234,7 +240,7 @@ def test_each_named_joint_moves_exactly_its_motor_through_driver_udp_and_emulato
 
             feeder = threading.Thread(target=feed, daemon=True)
             feeder.start()
-            time.sleep(0.5)
+            wait_for(lambda: driver.status is DriverStatus.RUNNING, 3.0, "the driver running")
             for j, name in enumerate(CONTRACT.joint_names):
                 with emulator.lock:
                     before = emulator.robot.sense().joint_pos
@@ -254,7 +260,13 @@ def test_each_named_joint_moves_exactly_its_motor_through_driver_udp_and_emulato
                     moved = emulator.robot.sense().joint_pos - before
                 assert np.abs(np.delete(moved, j)).max() < 0.03, f"{name}: other joints moved {moved.round(3)}"
                 targets[:] = DEFAULT
-                time.sleep(0.35)
+
+                def back(j: int = j, before: np.ndarray = before) -> bool:
+                    with emulator.lock:
+                        sensors = emulator.robot.sense()
+                    return abs(sensors.joint_pos[j] - before[j]) < 0.01 and np.abs(sensors.joint_vel).max() < 0.05
+
+                wait_for(back, 3.0, f"{name} back at rest")
             stop.set()
             feeder.join(timeout=1.0)
             assert driver.snapshot()["crc_errors"] == 0 and driver.counters["guard_events"] == 0, driver.snapshot()
@@ -295,7 +307,8 @@ def test_driver_node_publishes_what_the_emulator_node_publishes(ros_graph):
     probe.create_timer(0.02, lambda: targets.publish(Float64MultiArray(data=DEFAULT.tolist())))
     wait_for(lambda: all(len(box) > 3 for box in got.values() if box is not got["status"]), 10.0, "every topic")
     wait_for(lambda: any(m.data.startswith("running") for m in got["status"]), 5.0, "the driver running")
-    time.sleep(1.5)  # both robots settle standing
+    start = min(sim.robot.time, udp.robot.time)  # both robots settle standing: 1.5 s of simulated time
+    wait_for(lambda: min(sim.robot.time, udp.robot.time) - start >= 1.5, 10.0, "both robots to settle")
 
     def topics(node: str, ns: str) -> set[tuple[str, str]]:
         found = probe.get_publisher_names_and_types_by_node(node, f"/{ns}")

@@ -21,6 +21,15 @@ SPEED_TOLERANCE = 0.25
 LENIENT = {"watchdog_timeout_s": 0.3}
 
 
+def after_waiting_for_state(statuses: list[str]) -> list[str]:
+    """The status kinds after any leading ``waiting_for_state`` (legitimate when the policy node's first tick
+    comes before the emulator's first state, as on a busy machine)."""
+    kinds = [s.split(":")[0] for s in statuses]
+    while kinds and kinds[0] == "waiting_for_state":
+        kinds.pop(0)
+    return kinds
+
+
 @pytest.fixture(scope="session")
 def reference_policy(tmp_path_factory) -> Path:
     """The committed reference bundle, exported to ONNX (parity checked) once per session."""
@@ -36,7 +45,7 @@ def reference_policy(tmp_path_factory) -> Path:
 def test_the_graph_soft_starts_then_runs_the_policy(reference_policy):
     # The reference holds its posture; an untrained policy may fall within the second and end "running" early.
     result = run_emulated(reference_policy, command=(0.0, 0.0, 0.0), seconds=1.0, policy_params=LENIENT)
-    assert [s.split(":")[0] for s in result.statuses[:2]] == ["soft_start", "running"], result.statuses
+    assert after_waiting_for_state(result.statuses)[:2] == ["soft_start", "running"], result.statuses
     assert result.seconds >= 1.0 and result.odometry_samples >= 50, result
     assert result.safety_counters["ticks:running"] >= 40, result.safety_counters
     assert result.safety_counters.get("entered:stale_state", 0) == 0, result.safety_counters

@@ -126,7 +126,8 @@ def test_replies_low_state_in_sdk_order_with_imu_feet_and_tick():
     with UdpEmulatedA1(CONTRACT, bind=("127.0.0.1", 0)) as emulator, _client() as sock:
         sock.sendto(pack_low_cmd(targets_to_motor_cmd(DEFAULT, KP, KD, contract=CONTRACT)), emulator.address)
         first = _latest_state(sock)
-        time.sleep(1.5)  # dropped from the initial height: settled after ~1 s
+        start = emulator.robot.time  # simulated time: a busy box lets the emulator fall behind the wall clock
+        wait_for(lambda: emulator.robot.time - start >= 1.5, 10.0, "1.5 s of simulated time (settled after ~1 s)")
         state = _latest_state(sock)
         with emulator.lock:
             truth = emulator.sensors
@@ -159,10 +160,9 @@ def test_bad_packets_are_counted_and_never_applied_the_last_command_holds():
         for datagram in (corrupted, bytes(packet[:200]), pack_low_cmd(wrong_level), pack_low_cmd(nan_values)):
             sock.sendto(datagram, emulator.address)
         wait_for(lambda: emulator.counters["datagrams"] >= 5, 2.0, "the bad packets to be read")
-        time.sleep(0.05)
-        assert emulator.stats.as_dict() == {"ok": 2, "short_packets": 1, "crc_errors": 1, "wrong_level": 1}
-        assert emulator.counters["rejected_values"] == 1 and emulator.counters["applied"] == 1
-        with emulator.lock:
+        with emulator.lock:  # a receive pass reads, counts, validates and applies under the lock
+            assert emulator.stats.as_dict() == {"ok": 2, "short_packets": 1, "crc_errors": 1, "wrong_level": 1}
+            assert emulator.counters["rejected_values"] == 1 and emulator.counters["applied"] == 1
             assert emulator.robot.motor_command is held
             np.testing.assert_allclose(emulator.robot.motor_command.q, DEFAULT + 0.05, atol=1e-6)
 
@@ -178,16 +178,21 @@ def test_mode_zero_damps():
         sock.sendto(pack_low_cmd(brake), emulator.address)
         wait_for(lambda: emulator.robot.motor_command is not None and emulator.robot.motor_command.kp.max() == 0,
                  2.0, "the brake applied")  # fmt: skip
-        time.sleep(0.15)  # the legs give way under the trunk's weight, slowed only by the brake
-        with emulator.lock:
-            sensors = emulator.robot.sense()
-        assert np.abs(sensors.joint_vel).max() > 0.05, "braked legs move"
-        np.testing.assert_allclose(sensors.joint_effort, -BRAKE_KD * sensors.joint_vel, atol=1e-9)
-        time.sleep(0.3)
-        folded = _latest_state(sock)
+        sample: list = []
+
+        def legs_move() -> bool:  # they give way under the trunk's weight, slowed only by the brake
+            with emulator.lock:
+                sample[:] = [emulator.robot.sense()]
+            return np.abs(sample[0].joint_vel).max() > 0.05
+
+        wait_for(legs_move, 2.0, "the braked legs to move")
+        np.testing.assert_allclose(sample[0].joint_effort, -BRAKE_KD * sample[0].joint_vel, atol=1e-9)
         q_stand, _, _ = motor_state_to_contract(standing, CONTRACT)
-        q_fold, _, _ = motor_state_to_contract(folded, CONTRACT)
-        assert np.abs(q_fold - q_stand).max() > 0.1, "no position term: the legs fold"
+        wait_for(
+            lambda: np.abs(motor_state_to_contract(_latest_state(sock), CONTRACT)[0] - q_stand).max() > 0.1,
+            2.0,
+            "the legs to fold (no position term)",
+        )
 
 
 # ---- the ROS node in udp mode ---------------------------------------------------------------------------------
@@ -220,8 +225,7 @@ def test_emulator_node_udp_interface_publishes_only_ground_truth_and_resets(ros_
     # Drive it over UDP into the brake; the legs fold; ~/reset stands it up again.
     with _client() as sock:
         sock.sendto(pack_low_cmd(brake_cmd()), emulator.udp.address)
-        time.sleep(0.6)
-        assert truth[-1].pose.pose.position.z < 0.2, "braked: the trunk sinks"
+        wait_for(lambda: truth[-1].pose.pose.position.z < 0.2, 3.0, "the braked trunk to sink under 0.2 m")
         client = probe.create_client(Trigger, "/emulator_node/reset")
         assert client.wait_for_service(timeout_sec=5.0)
         future = client.call_async(Trigger.Request())

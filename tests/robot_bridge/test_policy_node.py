@@ -147,6 +147,23 @@ def test_estop_latches_until_reset(ros_graph, untrained_policy):
     robot.wait_status("running")
 
 
+def test_back_to_back_statuses_all_reach_a_monitor_at_either_severity(ros_graph, untrained_policy):
+    # A stand-up reports its phases at info and a refusal at warning through one helper: one call site at two
+    # severities made rclpy raise in the executor thread, which stopped every node of the graph. And a monitor
+    # must get each transition, even those published within one executor cycle (stand_up_done, then soft_start).
+    node, robot = start(ros_graph, untrained_policy)
+    robot.wait_status("running")
+    sent = ["standing_up: fold", "stand_up_refused: a test", "standing_up: fold", "stand_up_done: a test"]
+    for text in sent:
+        node._publish_status(text, warn=text.startswith("stand_up_refused"))
+
+    def received() -> list[str]:
+        return [text for _, text in robot.statuses if text in sent]
+
+    wait_for(lambda: received() == sent, 2.0, lambda: f"every status in order (got {received()})")
+    assert ros_graph.alive, "the executor thread stopped"
+
+
 def test_soft_start_reaches_the_default_pose_within_the_per_tick_bound(ros_graph, untrained_policy):
     bound = 0.04
     node, robot = start(ros_graph, untrained_policy, max_delta_per_tick=bound, soft_start_speed=5.0)
