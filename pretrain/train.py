@@ -47,7 +47,8 @@ SHORT_FLAGS = {  # short flag -> dotted config field
 # Budget and machine settings (they change how long and where a resumed run trains, not what it learns), and
 # the curriculum switches: a policy learned on nominal dynamics continues under randomization and noise.
 RESUME_MAY_CHANGE = (
-    "timesteps", "minutes", "out", "torch_threads", "env.threads", "device", "checkpoint_minutes", "log_every_s",
+    "timesteps", "minutes", "out", "torch_threads", "env.threads", "device", "checkpoint_minutes", "keep_checkpoints",
+    "log_every_s",
     "env.randomize", "env.obs_noise", "env.action_latency_s", "offpolicy.mirror_fraction",
 )  # fmt: skip
 
