@@ -92,11 +92,16 @@ class FakeRobotSocket:
         self.close()
 
 
-def _feed(driver: A1Driver, targets: np.ndarray, seconds: float) -> None:
+def _feed(driver: A1Driver, targets: np.ndarray, seconds: float) -> float:
+    """Send ``targets`` every 10 ms for ``seconds``; returns the monotonic time just before the last send (a busy
+    box can oversleep the last 10 ms: a timeout is measured from the send, not from the return)."""
     end = time.monotonic() + seconds
+    last = time.monotonic()
     while time.monotonic() < end:
+        last = time.monotonic()
         driver.set_targets(targets)
         time.sleep(0.01)
+    return last
 
 
 # ---- damping ----------------------------------------------------------------------------------------------------
@@ -125,8 +130,7 @@ def test_damping_within_the_command_timeout_when_joint_targets_stop():
         wait_for(lambda: driver.status is DriverStatus.WAITING_FOR_COMMAND, 2.0, "state from the fake robot")
         assert _is_damping(fake.commands[-1][1]), "no command yet: damping"
         targets = DEFAULT + 0.05
-        _feed(driver, targets, 0.2)
-        last_target = time.monotonic()
+        last_target = _feed(driver, targets, 0.2)
         assert driver.status is DriverStatus.RUNNING
         np.testing.assert_allclose(fake.commands[-1][1].q[LEGS], targets, atol=1e-6)  # contract -> SDK order
         np.testing.assert_array_equal(fake.commands[-1][1].kp[LEGS], CONTRACT.kp)
