@@ -33,7 +33,7 @@ def test_reference_policy_walks_forward_at_half_a_meter_per_second():
     result = walk_check(policy, policy.contract, command_x=0.5, seconds=10.0, num_envs=8, seed=1)
     assert result.falls == 0, result.describe()
     assert result.walks, result.describe()
-    assert 0.25 <= result.mean_forward_speed <= 0.75, result.describe()
+    assert 0.4 <= result.mean_forward_speed <= 0.6, result.describe()
 
 
 # Forward, backward, sideways and turning, under the training conditions (randomization, pushes, sensor noise).
@@ -51,15 +51,18 @@ def test_reference_policy_follows_forward_backward_sideways_and_turning_commands
     policy = BundlePolicy(REFERENCE_BUNDLE)
     res = evaluate_condition(policy, policy.contract, CI_GRID, condition=condition, robots_per_command=2, seconds=8.0,
                              settle_s=2.0, seed=1)  # fmt: skip
+    # Measured (seeds 1 and 2, training conditions): lin error <= 0.19 (0.17 below 1 m/s), yaw error <= 0.17,
+    # speed along >= 0.9 of the command. The goals are 0.15 (0.2 at 1 m/s) and 0.2 on 4 robots for 20 s.
     for p in res.points:
         vx, vy, wz = p.command
         assert p.falls == 0, p
+        assert p.yaw_error <= 0.25, p  # holds its heading when asked to go straight
         if wz == 0.0:
             speed = abs(vx) + abs(vy)
-            assert p.lin_error <= (0.5 if speed >= 1.0 else 0.25), p
-            assert p.speed_along >= 0.5 * speed, p  # moves along the command: forward as well as backward
+            assert p.lin_error <= (0.3 if speed >= 1.0 else 0.22), p
+            assert p.speed_along >= 0.8 * speed, p  # moves along the command: forward as well as backward
         else:
-            assert p.speed_along * wz >= 0.6 and p.yaw_error <= 0.45, p  # turns the commanded way
+            assert p.speed_along * wz >= 0.8, p  # turns the commanded way
 
 
 @pytest.mark.slow
