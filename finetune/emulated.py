@@ -8,7 +8,6 @@ a new episode. Without a learner it only records, which is how returns are measu
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -53,6 +52,14 @@ def actor_params(
     }
 
 
+_STOP_WHY = {
+    "seconds": "emulated-time budget",
+    "episodes": "episode count",
+    "until": "stop condition",
+    "timeout": "wall-clock timeout",
+}
+
+
 def run_actor(
     policy_path: str | Path,
     *,
@@ -71,7 +78,8 @@ def run_actor(
     """Run the emulated actor until ``seconds`` of emulated time with the policy in control, ``episodes``
     finished episodes, ``until(policy_node)`` holds, or ``timeout_s`` of wall-clock; returns its record.
 
-    At the end the policy node is e-stopped (the running episode ends as ``interrupted``); with a learner,
+    At the end the policy node is stopped (:meth:`~robot_bridge.policy_node.PolicyNode.finish`: the e-stop latch,
+    damping, logged at INFO as ``finished``; the running episode ends as ``interrupted``); with a learner,
     ``drain_s`` > 0 then waits up to that long for every transition to be checkpointed by the learner."""
     if seconds is None and episodes is None and until is None:
         raise ValueError("give seconds, episodes or until")
@@ -99,11 +107,11 @@ def run_actor(
                 last_report = time.monotonic()
                 on_progress({**node.finetune_status(), "emulated_s": graph.emulated_seconds - t0})
             time.sleep(0.02)
-        node.loop.stop(f"run_actor finished ({stop_reason})")
+        node.finish(f"run_actor reached its {_STOP_WHY[stop_reason]}")  # logged at INFO: a normal end
         estop_ticks = lambda: node.loop.safety.counters.get("ticks:estop", 0)
         deadline = time.monotonic() + 1.0
         while estop_ticks() < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)  # two more ticks: the e-stop is seen and the last transition submitted
+            time.sleep(0.01)  # two more ticks: the stop latch is seen and the last transition submitted
         drained = node.client.flush(drain_s) if node.client is not None and drain_s > 0 else None
         status = node.finetune_status()
         return {
@@ -125,6 +133,7 @@ def _main(argv: list[str] | None = None) -> int:
     """``python -m finetune actor``: the emulated robot's actor, streaming to a learner (or only recording)."""
     import json
 
+    from finetune.console import progress
     from finetune.pipeline import DEFAULT_GAP, LENIENT_SAFETY
 
     p = ArgumentParser(prog="python -m finetune actor", description=__doc__.split("\n\n")[0])
@@ -157,26 +166,17 @@ def _main(argv: list[str] | None = None) -> int:
     )
     gap = json.loads(args.gap) if args.gap else dict(DEFAULT_GAP)
 
-    def progress(status: dict) -> None:
-        print(
-            f"\r{status['emulated_s']:7.1f} s  episodes {status['episodes']}  transitions "
-            f"{status['transitions']}  policy v{status['policy_version']}  return {status['last_return']}",
-            end="",
-            file=sys.stderr,
-            flush=True,
+    with progress("actor", int(args.seconds), "emulated s") as bar:  # the nodes' log lines go above the bar
+        record = run_actor(
+            args.policy,
+            seconds=args.seconds,
+            command=tuple(args.command),
+            gap=gap,
+            speed=args.speed,
+            params=params,
+            safety_params=LENIENT_SAFETY,
+            on_progress=lambda status: bar(int(status["emulated_s"]), status),
         )
-
-    record = run_actor(
-        args.policy,
-        seconds=args.seconds,
-        command=tuple(args.command),
-        gap=gap,
-        speed=args.speed,
-        params=params,
-        safety_params=LENIENT_SAFETY,
-        on_progress=progress,
-    )
-    print(file=sys.stderr)
     print(json.dumps({k: v for k, v in record.items() if k not in ("episode_log", "swap_times", "statuses")}))
     return 0
 

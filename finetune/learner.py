@@ -22,7 +22,7 @@ critics fitted to the narrow data of one policy give the actor gradients towards
 Gradient steps run between socket polls at ``utd`` updates per real transition received (after
 ``learning_starts`` real transitions), so the robot never waits for the learner. Every ``publish_every`` updates
 the actor is exported to ONNX with :func:`deploy.export.export_model` (parity-checked, contract inside) and
-published; the actor swaps it in between two control ticks. Checkpoints (``out/checkpoints/update_<N>/``, a
+published; the actor swaps it in between two control ticks. Checkpoints (``out/checkpoints/update_<N>-<tag>/``, a
 ``latest`` link) are full bundles plus ``real_buffer.npz`` (with each row's actor and sequence number) and
 ``finetune_state.json`` (the exactly-once bookkeeping, counters, policy version); they are written atomically
 every ``checkpoint_every_s``, at the end and on SIGINT/SIGTERM, and only then are the actors told that their

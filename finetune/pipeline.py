@@ -5,7 +5,7 @@ return -> fine-tuning with the learner -> return after -> report.
     python -m finetune pipeline --bundle runs/sac-.../checkpoints/latest --minutes 10 --out runs/pipeline
     bash scripts/pipeline.sh                                       # the same, creating .venv first
 
-Steps (each prints a line; long ones show a progress bar):
+Steps (each prints a line; long ones show a progress bar, with the ROS 2 nodes' log lines above it):
 
 1. export the bundle's policy to ONNX (:func:`deploy.export.export_policy`, parity-checked);
 2. create CurveZMQ keys for the learner and one actor (``keys/``, ``keys/authorized/``);
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from a1_common.cli import ArgumentParser, run_main
+from finetune.console import progress
 
 DEFAULT_BUNDLE = "pretrain/reference_policy"
 DEFAULT_GAP: dict[str, float] = {
@@ -140,19 +141,18 @@ def evaluate(
     as the robot scores itself from its sensors (the reward the learner gets)."""
     from finetune.emulated import actor_params, run_actor
 
-    bar = _bar(f"{label}: {episodes} episodes", episodes, "episodes")
     params = actor_params(work_dir=work, explore=False, episode_steps=episode_steps, score_ground_truth=True)
-    record = run_actor(
-        policy,
-        episodes=episodes,
-        command=command,
-        gap=gap,
-        speed=speed,
-        params=params,
-        safety_params=LENIENT_SAFETY,
-        on_progress=lambda s: bar(s["episodes"]),
-    )
-    bar(None)
+    with progress(f"{label}: {episodes} episodes", episodes, "episodes") as bar:
+        record = run_actor(
+            policy,
+            episodes=episodes,
+            command=command,
+            gap=gap,
+            speed=speed,
+            params=params,
+            safety_params=LENIENT_SAFETY,
+            on_progress=lambda s: bar(s["episodes"]),
+        )
     # complete episodes only: the one cut by the end of the run is not a return
     complete = [e for e in record["episode_log"] if e["end"] in ("timeout", "fall")]
     returns = [e["true_ret"] for e in complete if e["true_ret"] is not None]
@@ -198,7 +198,6 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     from finetune.emulated import actor_params, run_actor
 
     total = args.minutes * 60.0
-    bar = _bar("fine-tuning", int(total), "emulated s")
     try:
         params = actor_params(
             learner_endpoint=endpoint,
@@ -207,17 +206,17 @@ def run_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             episode_steps=args.episode_steps,
             command_mode=args.command_mode,
         )
-        during = run_actor(
-            policy0,
-            seconds=total,
-            command=command,
-            gap=gap,
-            speed=args.speed,
-            params=params,
-            safety_params=LENIENT_SAFETY,
-            on_progress=lambda s: bar(int(s["emulated_s"]), s),
-        )
-        bar(None)
+        with progress("fine-tuning", int(total), "emulated s") as bar:
+            during = run_actor(
+                policy0,
+                seconds=total,
+                command=command,
+                gap=gap,
+                speed=args.speed,
+                params=params,
+                safety_params=LENIENT_SAFETY,
+                on_progress=lambda s: bar(int(s["emulated_s"]), s),
+            )
     finally:
         code = stop_learner(learner)
     learner_summary = _read_json(learner_out / "learner_summary.json")
@@ -282,21 +281,10 @@ def write_report(out: Path, summary: dict, before: dict, during: dict, after: di
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     ax = axes[0, 0]
-    data = [before["returns"] or [np.nan], after["returns"] or [np.nan]]
-    ax.boxplot(data, showmeans=True)
-    ax.set_xticks([1, 2], ["zero-shot", "fine-tuned"])
+    plot_returns(ax, {"zero-shot": before["returns"], "fine-tuned": after["returns"]})
     ax.set_ylabel("ground-truth episode return")
     ax.set_title("Ground-truth return (deterministic policy)")
-    ax = axes[0, 1]
-    episodes = during["episode_log"]
-    if episodes:
-        x = np.arange(1, len(episodes) + 1)
-        ax.plot(x, [e["ret"] for e in episodes], "o-", ms=3, label="measured episode return")
-        falls = [i + 1 for i, e in enumerate(episodes) if e["end"] == "fall"]
-        ax.plot(falls, [episodes[i - 1]["ret"] for i in falls], "rx", label="fall")
-        ax.legend()
-    ax.set_xlabel("episode during fine-tuning (exploring)")
-    ax.set_title("While fine-tuning (measured reward)")
+    plot_during(axes[0, 1], during["episode_log"])
     ax = axes[1, 0]
     terms = sorted({k for e in before["episode_log"] + after["episode_log"] for k in e["true_terms"]})
     if terms:
@@ -360,6 +348,61 @@ def write_report(out: Path, summary: dict, before: dict, during: dict, after: di
     (out / "report.md").write_text("\n".join(lines))
 
 
+COMPLETE_ENDS = ("timeout", "fall")
+"""Episode ends that make a whole episode (:mod:`finetune.actor`): its return is comparable with the others'."""
+MIN_BOX_SAMPLES = 5
+"""Fewer returns than this in a group: :func:`plot_returns` draws the points and their mean, not a box plot."""
+
+
+def plot_returns(ax, groups: dict[str, list[float]]) -> str:
+    """Returns per group (e.g. zero-shot, fine-tuned) on ``ax``: a box plot (with the mean) when every group has
+    at least :data:`MIN_BOX_SAMPLES` returns, else each return as a point and the mean as a bar (a box of one or two
+    points has no spread to show, and its quartiles mislead). The y-axis includes 0, so that a small difference
+    between two returns is not stretched to the full height of the panel. Returns ``"box"`` or ``"points"``."""
+    names = list(groups)
+    values = [np.asarray([v for v in groups[n] if v is not None and np.isfinite(v)], dtype=float) for n in names]
+    x = np.arange(1, len(names) + 1)
+    kind = "box" if all(len(v) >= MIN_BOX_SAMPLES for v in values) else "points"
+    if kind == "box":
+        ax.boxplot(values, positions=x, showmeans=True)
+    else:
+        for i, v in zip(x, values, strict=True):
+            if len(v):
+                offsets = np.linspace(-0.08, 0.08, len(v)) if len(v) > 1 else np.zeros(1)
+                ax.scatter(i + offsets, v, s=25, color="C0", alpha=0.8, zorder=3,
+                           label="episode return" if i == x[0] else None)  # fmt: skip
+                ax.hlines(v.mean(), i - 0.2, i + 0.2, color="C1", lw=2, zorder=4,
+                          label="mean" if i == x[0] else None)  # fmt: skip
+        ax.legend(loc="lower right", fontsize="small")
+    labels = [f"{n}\n(n={len(v)}, mean {v.mean():.3f})" if len(v) else f"{n}\n(no complete episode)"
+              for n, v in zip(names, values, strict=True)]  # fmt: skip
+    ax.set_xticks(x, labels)
+    ax.set_xlim(0.5, len(names) + 0.5)
+    finite = np.concatenate([v for v in values if len(v)] or [np.zeros(1)])
+    low, high = min(0.0, float(finite.min())), max(0.0, float(finite.max()))
+    pad = 0.08 * (high - low) or 1.0
+    ax.set_ylim(low - (pad if low < 0 else 0.0), high + pad)
+    ax.axhline(0.0, color="0.6", lw=0.8, label="_zero")
+    return kind
+
+
+def plot_during(ax, episodes: list[dict]) -> list[int]:
+    """Measured returns of the episodes while fine-tuning, by episode number; falls marked. An episode that did not
+    finish (cut short by the end of the run or by a stop: not :data:`COMPLETE_ENDS`) is left out: its return covers
+    only part of an episode and would read as a collapse. Returns the episode numbers plotted."""
+    shown = [(i, e) for i, e in enumerate(episodes, start=1) if e["end"] in COMPLETE_ENDS]
+    if shown:
+        ax.plot([i for i, _ in shown], [e["ret"] for _, e in shown], "o-", ms=3, label="measured episode return")
+        falls = [(i, e["ret"]) for i, e in shown if e["end"] == "fall"]
+        ax.plot([i for i, _ in falls], [r for _, r in falls], "rx", label="fall")
+        ax.legend()
+    cut = len(episodes) - len(shown)
+    note = f"; {cut} unfinished episode{'s' * (cut != 1)} not shown" if cut else ""
+    ax.set_xlabel(f"episode during fine-tuning (exploring){note}")
+    ax.set_title("While fine-tuning (measured reward)")
+    return [i for i, _ in shown]
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -384,29 +427,6 @@ def _stepper():
         print(f"[{time.monotonic() - t0:7.1f} s] {text}", flush=True)
 
     return step
-
-
-def _bar(desc: str, total: int, unit: str):
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=0.5, leave=False)
-
-    def update(value: int | None, status: dict | None = None) -> None:
-        if value is None:
-            bar.close()
-            return
-        bar.n = min(value, total)
-        if status:
-            bar.set_postfix(
-                episodes=status.get("episodes"),
-                ret=status.get("last_return"),
-                policy=status.get("policy_version"),
-                sent=status.get("transitions"),
-                refresh=False,
-            )
-        bar.refresh()
-
-    return update
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,8 @@ Subscribes (sensor QoS: best effort, depth 1):
   ``ground_truth/joint_states``, ``ground_truth/imu`` and ``ground_truth/odom`` (the referee's reward only).
 Publishes:
   ``joint_targets`` (std_msgs/Float64MultiArray: position targets in the contract's joint order, ros2_control
-  forward-command convention), ``~/status`` (std_msgs/String ``"<status>: <reason>"`` on every change, latched).
+  forward-command convention), ``~/status`` (std_msgs/String ``"<status>: <reason>"`` on every change, latched;
+  ``"finished: <reason>"`` after :meth:`PolicyNode.finish`, the normal end of a run, at INFO).
 Services: ``~/estop`` and ``~/reset`` (std_srvs/Trigger).
 
 The control timer runs at the contract's policy rate in the control callback group. A tick uses the newest
@@ -118,6 +119,8 @@ class PolicyNode(Node):
         else:
             self.loop = PolicyLoop(runner, safety, p["initial_command"])
         self._last_status = None
+        self._finished: str | None = None
+        """The reason :meth:`finish` latched (None before): an e-stop with exactly this reason is a normal end."""
         self._tick_started: int | None = None
         """Monotonic ns of the timer tick that waits for a fresh joint state, or None."""
         self.timing: deque[tuple[int, int, int, int]] = deque(maxlen=100_000)
@@ -278,6 +281,14 @@ class PolicyNode(Node):
         self._status_pub.publish(String(data=text))
         self._last_status = None  # the next safety decision is reported again
 
+    def finish(self, why: str) -> None:
+        """End a run normally (its caller's budget is spent; nothing went wrong): the safety layer's e-stop latch
+        holds the pose with damping from the next tick on (a fine-tuning episode then ends as ``interrupted``), as
+        for an e-stop, but it is logged and published on ``~/status`` as ``finished: ...``, at INFO, not as an e-stop.
+        An e-stop latched before it stays reported as one (WARN); ``~/estop`` afterwards logs its WARN as ever."""
+        self._finished = f"finished: {why}; holding the pose (damping)"
+        self.loop.safety.estop(self._finished)
+
     # ---- fine-tuning ----------------------------------------------------------------------------
     def _finetune_loop(self, p: dict, runner, safety: SafetyController):
         from finetune.actor import FinetuneLoop  # numpy + onnxruntime (+ pyzmq with a learner); no torch
@@ -396,7 +407,10 @@ class PolicyNode(Node):
         if decision.status is not self._last_status:
             self._last_status = decision.status
             text = f"{decision.status.value}: {decision.reason}"
-            if decision.status in (SafetyStatus.RUNNING, SafetyStatus.SOFT_START):
+            if decision.status is SafetyStatus.ESTOP and decision.reason == self._finished:
+                text = decision.reason  # a normal end (finish()), not an e-stop
+                self.get_logger().info(text)  # rclpy wants one severity per call site: a site of its own
+            elif decision.status in (SafetyStatus.RUNNING, SafetyStatus.SOFT_START):
                 self.get_logger().info(text)
             else:  # rclpy wants one severity per call site
                 self.get_logger().warning(text)

@@ -253,3 +253,33 @@ def test_the_policy_node_scores_emulated_episodes_from_the_ground_truth_topics(p
         measured, true = e["terms"]["dof_acc_l2"], e["true_terms"]["dof_acc_l2"]
         assert np.isfinite(true) and true <= 0.0
         assert abs(measured - true) > 0.1 * max(abs(measured), abs(true)), (measured, true)
+
+
+def test_a_normal_end_of_run_is_logged_at_info_and_a_real_estop_at_warn(policy, tmp_path, capfd):
+    """run_actor's end is no fault: ``[INFO] ... finished: ...`` (the rclpy console line, from file descriptor 2),
+    never ``[WARN] ... estop``; the pose is still held and the episode ends ``interrupted``. An e-stop before the end
+    is reported at WARN as before (rclpy: one severity per call site, so the graph must keep running)."""
+    from finetune.emulated import actor_params, run_actor
+
+    safety = {"soft_start_hold_s": 0.1, "watchdog_timeout_s": 0.3}
+    policy_lines = lambda err: [line for line in err.splitlines() if "[policy_node]:" in line]
+    params = actor_params(work_dir=tmp_path / "normal", explore=False)
+    record = run_actor(policy, params=params, until=lambda node: node.loop.stats.transitions >= 5,
+                       safety_params=safety, timeout_s=30.0)  # fmt: skip
+    assert record["stop_reason"] == "until" and record["episode_log"][-1]["end"] == "interrupted"
+    assert record["safety_counters"]["ticks:estop"] >= 2  # held in damping, as before
+    lines = policy_lines(capfd.readouterr().err)
+    finished = [line for line in lines if "finished: run_actor reached its stop condition" in line]
+    assert len(finished) == 1 and finished[0].startswith("[INFO]"), lines
+    assert not [line for line in lines if "estop" in line.lower() or "e-stop" in line.lower()], lines
+
+    def estopped(node) -> bool:
+        node.loop.safety.estop("operator pressed the e-stop")
+        return node.loop.safety.counters.get("ticks:estop", 0) >= 1
+
+    params = actor_params(work_dir=tmp_path / "estop", explore=False)
+    record = run_actor(policy, params=params, until=estopped, safety_params=safety, timeout_s=30.0)
+    assert record["stop_reason"] == "until"
+    lines = policy_lines(capfd.readouterr().err)
+    assert [line for line in lines if line.startswith("[WARN]") and "estop: operator pressed the e-stop" in line]
+    assert not [line for line in lines if "finished:" in line], lines

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
+
 from finetune.pipeline import write_report
 
 
@@ -40,3 +42,77 @@ def test_the_report_shows_ground_truth_and_measured_returns(tmp_path):
     assert "1 episodes had no ground truth" in md and "ticks:fallen" in md and "ticks:estop" not in md
     png = (tmp_path / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def _axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    return fig, ax
+
+
+def test_an_unfinished_last_episode_is_not_plotted_as_a_drop(tmp_path):
+    """The run's end cuts the last episode short (``interrupted``, a few steps, a return near 0): it is left out of
+    the fine-tuning curve, the whole episodes (falls included) stay, and the axis label says one was left out."""
+    import matplotlib.pyplot as plt
+
+    from finetune.pipeline import plot_during
+
+    episodes = [_episode(i, 5.0 + 0.1 * i, None, "fall" if i == 2 else "timeout") for i in range(1, 5)]
+    episodes.append({**_episode(5, 0.03, None, "interrupted"), "steps": 7})
+    fig, ax = _axes()
+    shown = plot_during(ax, episodes)
+    assert shown == [1, 2, 3, 4]
+    curve, falls = ax.get_lines()[:2]
+    assert list(curve.get_xdata()) == [1, 2, 3, 4] and min(curve.get_ydata()) > 5.0
+    assert list(falls.get_xdata()) == [2] and list(falls.get_ydata()) == [5.2]
+    assert "1 unfinished episode not shown" in ax.get_xlabel()
+    plt.close(fig)
+
+
+def test_one_return_per_group_is_drawn_as_points_on_an_axis_from_zero():
+    """One evaluation episode each and a 0.06 difference: no box plot (no spread to show), the points and their
+    means, and a y-axis from 0 that keeps 6.60 vs 6.66 looking like the 1 % it is."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PathCollection
+
+    from finetune.pipeline import plot_returns
+
+    fig, ax = _axes()
+    kind = plot_returns(ax, {"zero-shot": [6.60], "fine-tuned": [6.66]})
+    assert kind == "points"
+    boxes = [line for line in ax.get_lines() if line.get_label() != "_zero"]  # whiskers, caps, medians
+    assert not ax.patches and not boxes
+    points = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
+    assert sorted(points[:, 1].round(2).tolist()) == [6.6, 6.66]
+    low, high = ax.get_ylim()
+    assert low <= 0.0 and high >= 6.66
+    assert (6.66 - 6.60) / (high - low) < 0.02  # the difference is a sliver of the axis, not its full height
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["zero-shot\n(n=1, mean 6.600)", "fine-tuned\n(n=1, mean 6.660)"]
+    plt.close(fig)
+
+
+def test_enough_returns_get_a_box_plot_and_an_empty_group_is_named():
+    import matplotlib.pyplot as plt
+
+    from finetune.pipeline import MIN_BOX_SAMPLES, plot_returns
+
+    rng = np.random.default_rng(0)
+    fig, ax = _axes()
+    many = {"zero-shot": list(6.6 + rng.random(MIN_BOX_SAMPLES)), "fine-tuned": list(7.0 + rng.random(8))}
+    assert plot_returns(ax, many) == "box"
+    assert len(ax.get_lines()) >= 2 * 5  # whiskers, caps, median and mean of each box
+    assert ax.get_ylim()[0] <= 0.0
+    plt.close(fig)
+    fig, ax = _axes()
+    few = {"zero-shot": list(6.6 + rng.random(MIN_BOX_SAMPLES - 1)), "fine-tuned": list(7.0 + rng.random(8))}
+    assert plot_returns(ax, few) == "points"
+    plt.close(fig)
+    fig, ax = _axes()
+    assert plot_returns(ax, {"zero-shot": [6.6, 6.7], "fine-tuned": []}) == "points"
+    assert ax.get_xticklabels()[1].get_text() == "fine-tuned\n(no complete episode)"
+    plt.close(fig)
