@@ -113,6 +113,9 @@ class OffPolicyConfig:
     mirror_fraction: float = 0.0
     """Share of each batch replaced by left-right mirrored transitions (``pretrain/mirror.py``): a symmetric
     gait, turning both ways alike. 0: off."""
+    concurrent_update: bool = False
+    """Run each update while the simulator computes the next step (``pretrain/algos/concurrent.py``; mujoco):
+    learner and robots on two cores at once. The acting policy lags one update (gradient_steps) behind."""
 
 
 @dataclass

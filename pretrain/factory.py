@@ -44,9 +44,15 @@ def latency_substeps(latency_s: list[float], contract: TaskContract) -> tuple[in
 
 
 def make_env(
-    cfg: TrainConfig, contract: TaskContract, *, seed: int | None = None, num_envs: int | None = None
+    cfg: TrainConfig,
+    contract: TaskContract,
+    *,
+    seed: int | None = None,
+    num_envs: int | None = None,
+    background: bool = False,
 ) -> VecEnv:
-    """The simulator, un-normalized; actions are normalized [-1, 1] on every backend."""
+    """The simulator, un-normalized; actions are normalized [-1, 1] on every backend. ``background``: steps run on
+    a worker thread between ``step_async`` and ``step_wait`` (mujoco only; :mod:`pretrain.algos.concurrent`)."""
     seed = cfg.seed if seed is None else seed
     num_envs = num_envs or cfg.env.num_envs
     if cfg.env.sim == "mujoco":
@@ -60,10 +66,15 @@ def make_env(
             obs_noise=cfg.env.obs_noise,
             randomize=cfg.env.randomize,
             action_delay_substeps=latency_substeps(cfg.env.action_latency_s, contract),
+            background=background,
         )
     if cfg.env.sim == "isaaclab":
         from pretrain.isaaclab_backend import make_isaaclab_env
 
+        if background:
+            raise ValueError(
+                "offpolicy.concurrent_update needs the mujoco backend (Isaac Lab steps on the GPU already)"
+            )
         if any(cfg.env.action_latency_s):
             raise ValueError("env.action_latency_s is modelled by the mujoco backend only; keep [0, 0] on isaaclab")
 

@@ -29,6 +29,7 @@ import yaml
 
 from a1_common.cli import ArgumentParser, UsageError, run_main
 from pretrain import config as cfgmod
+from pretrain.algos.concurrent import UpdateWhileStepping, update_while_stepping
 from pretrain.bundle import BundleError, CheckpointDir, load_bundle_files, replay_buffer_transitions
 from pretrain.callbacks import ActionRecorder, TrainMonitor
 from pretrain.curves import CurveWriter, plot_curves, plot_reward_terms, read_curve
@@ -48,7 +49,7 @@ SHORT_FLAGS = {  # short flag -> dotted config field
 # the curriculum switches: a policy learned on nominal dynamics continues under randomization and noise.
 RESUME_MAY_CHANGE = (
     "timesteps", "minutes", "out", "torch_threads", "env.threads", "device", "checkpoint_minutes", "keep_checkpoints",
-    "log_every_s",
+    "log_every_s", "offpolicy.concurrent_update",
     "env.randomize", "env.obs_noise", "env.action_latency_s", "offpolicy.mirror_fraction",
 )  # fmt: skip
 
@@ -197,8 +198,12 @@ def train(
     # A resumed run continues the learner exactly; its episode stream (commands, resets, pushes) is
     # seeded afresh from the step count so that it does not replay the episodes of the first call.
     env_seed = config.seed + (int(bundle.meta["num_timesteps"]) if bundle is not None else 0)
-    raw_env = make_env(config, contract, seed=env_seed)
-    env = wrap_obs_norm(raw_env, config, bundle.obs_norm if bundle else None)
+    concurrent = config.offpolicy.concurrent_update
+    if concurrent and config.algo == "ppo":
+        raise UsageError("--offpolicy.concurrent_update is for sac and tqc (PPO updates on its own rollouts)")
+    raw_env = make_env(config, contract, seed=env_seed, background=concurrent)
+    norm_env = wrap_obs_norm(raw_env, config, bundle.obs_norm if bundle else None)
+    env = UpdateWhileStepping(norm_env) if concurrent else norm_env
     tb = str(run_dir / "tb")
     if bundle is not None:
         model = load_model(bundle, env, device=config.device, tensorboard_log=tb)
@@ -218,6 +223,9 @@ def train(
         f"bounds {contract.action_bounds.method} -> {run_dir}"
     )
 
+    if concurrent:
+        update_while_stepping(model, env)
+        print("concurrent update: each update runs while the simulator computes the next step")
     mirror = None
     if config.algo != "ppo" and config.offpolicy.mirror_fraction > 0:
         from pretrain.mirror import enable_mirror
@@ -239,7 +247,7 @@ def train(
         train_time = time_offset + time.perf_counter() - t_start
         return ckpts.save(
             model,
-            obs_norm_of(env, contract.obs_dim),
+            obs_norm_of(norm_env, contract.obs_dim),
             contract,
             config_yaml,
             algo=config.algo,

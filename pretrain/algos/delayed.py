@@ -67,6 +67,10 @@ class _DelayedActorUpdates:
     ``anchor_weight * mean|Q| * mean_batch(sum_j (a_j - anchor_j)^2)`` on the deterministic actions in [-1, 1]."""
     fast_update: bool = True
     """The fast update (:meth:`_train_fast`); False: the reference loop (:meth:`_train_reference`). Not saved."""
+    defer_updates: bool = False
+    """``train()`` only records the update it is asked for; :meth:`run_deferred_update` runs it (during the next
+    env step: :mod:`pretrain.algos.concurrent`). Not saved."""
+    _deferred_update: tuple[int, int] | None = None
     _fast_cache: Any = None
 
     def _excluded_save_params(self) -> list[str]:
@@ -76,6 +80,8 @@ class _DelayedActorUpdates:
             "anchor_weight",
             "_anchor_distances",
             "fast_update",
+            "defer_updates",
+            "_deferred_update",
             "_fast_cache",
         ]
 
@@ -92,6 +98,29 @@ class _DelayedActorUpdates:
         raise NotImplementedError
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        if self.defer_updates:
+            self.run_deferred_update()  # at most one update waits
+            self._deferred_update = (gradient_steps, batch_size)
+            return
+        self._update(gradient_steps, batch_size)
+
+    def run_deferred_update(self) -> None:
+        """Run the update ``train()`` deferred, if any (the collection then continues in evaluation mode)."""
+        if self._deferred_update is not None:
+            (gradient_steps, batch_size), self._deferred_update = self._deferred_update, None
+            self._update(gradient_steps, batch_size)
+            self.policy.set_training_mode(False)
+
+    def learn(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            model = super().learn(*args, **kwargs)
+        except BaseException:
+            self._deferred_update = None
+            raise
+        self.run_deferred_update()  # the last one: the sequential loop's count of gradient steps
+        return model
+
+    def _update(self, gradient_steps: int, batch_size: int) -> None:
         plan = self._fast_plan() if self.fast_update else None
         if plan is None:
             self._train_reference(gradient_steps, batch_size)

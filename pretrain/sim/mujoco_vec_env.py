@@ -27,6 +27,7 @@ import copy
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import mujoco
@@ -65,6 +66,10 @@ class A1MujocoVecEnv(VecEnv):
             until then the previous ones act. An ``int`` is the same latency for every robot; a ``(low, high)``
             pair draws each robot's latency uniformly from ``low..high`` at every reset (latency randomization:
             a policy that tolerates the robot's control loop, whose delay varies with the load on its computer).
+        background: ``step_async`` starts the step (physics, rewards, resets, observations) on a worker thread
+            and ``step_wait`` collects it, so the caller can work meanwhile (the learner's update: see
+            :class:`pretrain.algos.concurrent.UpdateWhileStepping`). ``mujoco.rollout`` releases the GIL; the
+            batch numpy work mostly does. Results are the same as stepping in the caller's thread.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class A1MujocoVecEnv(VecEnv):
         randomize: bool = True,
         modify_model: Callable[[mujoco.MjModel], None] | None = None,
         action_delay_substeps: int | tuple[int, int] = 0,
+        background: bool = False,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -135,6 +141,9 @@ class A1MujocoVecEnv(VecEnv):
         self.num_diverged = 0
         """Envs terminated because their physics state became non-finite or exploded."""
         self._actions: np.ndarray | None = None
+        self.background = bool(background)
+        self._worker: ThreadPoolExecutor | None = None
+        self._pending: Future[VecEnvStepReturn] | None = None
         self._t0 = time.perf_counter()
         self._reset_envs(np.arange(n))
 
@@ -216,6 +225,7 @@ class A1MujocoVecEnv(VecEnv):
 
     # ---- VecEnv API ---------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
+        self._drain()
         if self._seeds[0] is not None:
             self._rng = np.random.default_rng(self._seeds[0])
         self._reset_seeds()
@@ -225,11 +235,23 @@ class A1MujocoVecEnv(VecEnv):
         return self._observe(self.snapshot())
 
     def step_async(self, actions: np.ndarray) -> None:
+        if self._pending is not None:
+            raise RuntimeError("step_async() called twice without step_wait()")
         self._actions = self._check_actions(actions)
+        if self.background:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="a1_mujoco_step")
+            self._pending = self._worker.submit(self._step)
 
     def step_wait(self) -> VecEnvStepReturn:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            return pending.result()
         if self._actions is None:
             raise RuntimeError("step_wait() called without step_async()")
+        return self._step()
+
+    def _step(self) -> VecEnvStepReturn:
         c = self.contract
         self.prev_action_raw, self.action_raw = self.action_raw, c.action_bounds.to_raw(self._actions)
         # The contract's target rule (soft joint limits), the same clamp the robot's safety layer applies.
@@ -300,7 +322,17 @@ class A1MujocoVecEnv(VecEnv):
         obs = self._observe(snap)
         return obs, rewards.astype(np.float32), dones, infos
 
+    def _drain(self) -> None:
+        """Let a step in flight finish (it writes the state arrays) and drop its result."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.exception()
+
     def close(self) -> None:
+        self._drain()
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
         self._pool = None  # the thread pool is released with the object
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
