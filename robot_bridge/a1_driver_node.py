@@ -35,7 +35,7 @@ from a1_contract import DEFAULT_VARIANT, get_contract, robot
 from robot_bridge import qos
 from robot_bridge.a1_driver import A1Driver, DriverConfig, DriverStatus, RobotState
 from robot_bridge.messages import fill_imu, fill_joints
-from robot_bridge.params import Param, declare
+from robot_bridge.params import Param, Timing, declare
 from robot_bridge.spin import run_node
 from robot_bridge.unitree_protocol import FOOT_FORCE_NEWTONS_PER_UNIT, foot_slots
 
@@ -60,6 +60,10 @@ PARAMS: tuple[Param, ...] = (
     Param("foot_force_threshold", 0.0, "Raw footForce counts at or below which a foot publishes 0 N."),
     Param("publish_every", 2, "Publish every n-th new LowState (2 at 500 Hz: 250 Hz)."),
 )
+TIMING = Timing(
+    rates=("rate_hz",), durations=("command_timeout_s", "state_timeout_s", "guard_persist_s", "state_period_ticks")
+)
+"""The wall-clock parameters (scaled for an emulator slower than real time: :func:`robot_bridge.params.at_speed`)."""
 
 
 class A1DriverNode(Node):

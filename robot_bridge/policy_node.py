@@ -42,7 +42,7 @@ from deploy.runner import PolicyFileError
 from robot_bridge import qos
 from robot_bridge.control import PolicyLoop, load_policy
 from robot_bridge.observation import MissingJointsError
-from robot_bridge.params import Param, declare
+from robot_bridge.params import Param, Timing, declare
 from robot_bridge.safety import SafetyConfig, SafetyController, SafetyStatus
 from robot_bridge.spin import run_node
 
@@ -92,6 +92,12 @@ PARAMS: tuple[Param, ...] = (
         "(a referee's motion capture); the learner still gets the measured reward.",
     ),
 )
+
+TIMING = Timing(
+    rates=("rate_hz", "soft_start_speed"), durations=("watchdog_timeout_s", "state_wait_s", "soft_start_hold_s")
+)
+"""The wall-clock parameters (scaled for an emulator run slower than real time: :func:`robot_bridge.params.at_speed`;
+``rate_hz`` must then be set: its default 0 means the contract's rate)."""
 
 
 class PolicyNode(Node):

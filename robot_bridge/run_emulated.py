@@ -31,6 +31,9 @@ from std_srvs.srv import Trigger
 from a1_common.cli import ArgumentParser, run_main
 from robot_bridge import qos
 from robot_bridge.emulator_node import EmulatorNode
+from robot_bridge.params import at_speed
+from robot_bridge.policy_node import PARAMS as POLICY_PARAMS
+from robot_bridge.policy_node import TIMING as POLICY_TIMING
 from robot_bridge.policy_node import PolicyNode
 
 FALL_HEIGHT = 0.15
@@ -103,9 +106,11 @@ class EmulatedGraph:
                 context=self.context, parameter_overrides=_overrides({"speed": speed, **(gap or {})})
             )
             self.nodes.append(self.emulator)
-            rate = 0.0 if speed == 1.0 else float(speed / self.emulator.robot.contract.policy_dt)
             params = {"policy_path": str(policy_path), "initial_command": [float(c) for c in command],
-                      "rate_hz": rate, **(policy_params or {})}  # fmt: skip
+                      **(policy_params or {})}  # fmt: skip
+            if speed != 1.0:  # every wall-clock rate and timeout of the policy node scaled with the emulator
+                params.setdefault("rate_hz", float(1.0 / self.emulator.robot.contract.policy_dt))
+                params = at_speed(POLICY_PARAMS, POLICY_TIMING, speed, params)
             self.policy = PolicyNode(context=self.context, parameter_overrides=_overrides(params))
             self.monitor = Monitor(context=self.context)
             self.nodes += [self.policy, self.monitor]

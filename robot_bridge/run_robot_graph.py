@@ -1,7 +1,7 @@
 """The real-robot graph in one process, with the emulated A1 standing in for the robot over UDP::
 
     python -m robot_bridge.run_robot_graph --policy policy.onnx --command 0.5 0 0 --seconds 10
-        [--odometry estimator|ground_truth] [--timeout-s 0.3] [--mass-scale 1.1 --motor-strength 0.9 ...]
+        [--odometry estimator|ground_truth] [--timeout-s 0.3] [--speed 0.5] [--mass-scale 1.1 ...]
 
 Nodes: ``emulator_node`` (``interface:=udp``: the robot, on a free loopback port, in a process of its own as the
 robot is a machine of its own), ``a1_driver`` (``dry_run:=false``, pointed at it), the ``estimator`` and the policy
@@ -36,9 +36,15 @@ from std_msgs.msg import String
 
 from a1_common.cli import ArgumentParser, run_main
 from robot_bridge import qos
+from robot_bridge.a1_driver_node import PARAMS as DRIVER_PARAMS
+from robot_bridge.a1_driver_node import TIMING as DRIVER_TIMING
 from robot_bridge.a1_driver_node import A1DriverNode
 from robot_bridge.emulator_node import EmulatorNode
+from robot_bridge.emulator_udp import STATE_RATE_HZ
 from robot_bridge.estimator_node import EstimatorNode
+from robot_bridge.params import at_speed
+from robot_bridge.policy_node import PARAMS as POLICY_PARAMS
+from robot_bridge.policy_node import TIMING as POLICY_TIMING
 from robot_bridge.policy_node import PolicyNode
 from robot_bridge.run_emulated import FALL_HEIGHT, GraphResult, Monitor
 
@@ -112,7 +118,7 @@ def _overrides(values: dict) -> list[Parameter]:
 _ROBOT_FIELDS = ("time", "x", "trunk_contacts", "steps_behind", "port")
 
 
-def _robot_process(gap: dict, shared, ready, stop) -> None:
+def _robot_process(gap: dict, shared, ready, stop, speed: float = 1.0) -> None:
     """The emulated A1 (``emulator_node``, ``interface:=udp``) in a process of its own, as the robot is a machine of
     its own: its physics and 500 Hz UDP state stream do not share an interpreter lock with the nodes under test.
     ``shared`` carries the ground truth the parent measures with (:data:`_ROBOT_FIELDS`)."""
@@ -121,7 +127,16 @@ def _robot_process(gap: dict, shared, ready, stop) -> None:
     executor = SingleThreadedExecutor(context=context)
     node = EmulatorNode(
         context=context,
-        parameter_overrides=_overrides({"interface": "udp", "udp_ip": "127.0.0.1", "udp_port": 0, **gap}),
+        parameter_overrides=_overrides(
+            {
+                "interface": "udp",
+                "udp_ip": "127.0.0.1",
+                "udp_port": 0,
+                "speed": speed,
+                "udp_state_rate_hz": STATE_RATE_HZ * speed,
+                **gap,
+            }
+        ),  # fmt: skip
     )
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -149,14 +164,17 @@ def _robot_process(gap: dict, shared, ready, stop) -> None:
 class _RobotProcess:
     """Starts :func:`_robot_process` (spawned: no fork of a process with DDS threads) and reads its ground truth."""
 
-    def __init__(self, gap: dict, timeout_s: float = 60.0) -> None:
+    def __init__(self, gap: dict, timeout_s: float = 60.0, speed: float = 1.0) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
         self._shared = ctx.Array("d", len(_ROBOT_FIELDS))
         self._ready, self._stop = ctx.Event(), ctx.Event()
         self.process = ctx.Process(
-            target=_robot_process, args=(gap, self._shared, self._ready, self._stop), name="emulated_a1", daemon=True
+            target=_robot_process,
+            args=(gap, self._shared, self._ready, self._stop, speed),
+            name="emulated_a1",
+            daemon=True,
         )
         self.process.start()
         if not self._ready.wait(timeout_s):
@@ -188,8 +206,11 @@ def run_robot_graph(
     policy_params: dict | None = None,
     driver_params: dict | None = None,
     start_timeout_s: float = 30.0,
+    speed: float = 1.0,
 ) -> RobotGraphResult:
-    """Run the graph until ``seconds`` of simulated time have passed with the policy in control (real time)."""
+    """Run the graph until ``seconds`` of simulated time have passed with the policy in control (real time; or
+    ``speed`` x real time, with every rate and timeout of the driver and the policy node scaled to match:
+    :func:`robot_bridge.params.at_speed`)."""
     if odometry not in ODOMETRY:
         raise ValueError(f"odometry must be one of {ODOMETRY}, got {odometry!r}")
     context = rclpy.Context()
@@ -199,7 +220,7 @@ def run_robot_graph(
     spinner = threading.Thread(target=executor.spin, daemon=True)
     robot = None
     try:
-        robot = _RobotProcess(gap or {})
+        robot = _RobotProcess(gap or {}, speed=speed)
         ip, port = "127.0.0.1", int(robot.read()["port"])
         driver = A1DriverNode(
             context=context,
@@ -210,7 +231,7 @@ def run_robot_graph(
                     "local_ip": "127.0.0.1",
                     "local_port": 0,
                     "dry_run": False,
-                    **(driver_params or {}),
+                    **at_speed(DRIVER_PARAMS, DRIVER_TIMING, speed, driver_params),
                 }
             ),
         )
@@ -224,6 +245,9 @@ def run_robot_graph(
             "initial_command": [float(c) for c in command],
             **(policy_params or {}),
         }
+        if speed != 1.0:
+            params.setdefault("rate_hz", float(driver.contract.policy_rate_hz))
+            params = at_speed(POLICY_PARAMS, POLICY_TIMING, speed, params)
         cli_args = _TRUTH if odometry == "ground_truth" else None
         policy = PolicyNode(context=context, parameter_overrides=_overrides(params), cli_args=cli_args)
         monitor = RobotMonitor(context=context)
@@ -307,12 +331,21 @@ def _main(argv: list[str] | None = None) -> int:
         help="policy watchdog and driver command/state timeouts (s); "
         "default: the nodes' 0.1; 0.3 on a busy machine, whose stalls would trip them",
     )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated seconds per wall-clock second; the graph's rates and timeouts scale with it (for a machine "
+        "that cannot hold the 500 Hz loop in real time)",
+    )
     gap_names = ("mass_scale", "friction", "motor_strength", "action_latency_s", "sensor_noise")
     for name in gap_names:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, help="dynamics gap (emulator parameter)")
     args = parser.parse_args(argv)
     if not args.seconds > 0:
         parser.error(f"--seconds must be > 0, got {args.seconds}")
+    if not args.speed > 0:
+        parser.error(f"--speed must be > 0, got {args.speed}")
     gap = {name: getattr(args, name) for name in gap_names if getattr(args, name) is not None}
     policy_params, driver_params = {}, {}
     if args.timeout_s is not None:
@@ -326,6 +359,7 @@ def _main(argv: list[str] | None = None) -> int:
         gap=gap,
         policy_params=policy_params,
         driver_params=driver_params,
+        speed=args.speed,
     )
     print(json.dumps(asdict(result)), flush=True)
     return 1 if result.fell else 0

@@ -29,7 +29,7 @@ from robot_bridge.unitree_protocol import (
     unpack_low_cmd,
 )
 from tests.robot_bridge.conftest import wait_for
-from tests.robot_bridge.test_emulated_walk import LENIENT, SPEED_TOLERANCE, reference_policy  # noqa: F401, F811 (fixture)
+from tests.robot_bridge.test_emulated_walk import LENIENT, SPEED_TOLERANCE, WALK_SPEED, reference_policy  # noqa: F401, F811 (fixture)
 
 CONTRACT = get_contract()
 DEFAULT = np.asarray(CONTRACT.default_joint_pos)
@@ -358,7 +358,8 @@ def test_driver_node_publishes_what_the_emulator_node_publishes(ros_graph):
 # ---- end to end: the real-robot graph over UDP ------------------------------------------------------------------
 @pytest.mark.slow
 def test_reference_policy_walks_through_the_driver_over_udp(reference_policy):  # noqa: F811
-    """Driver + policy against the UDP emulator, 10 s at 0.5 m/s, the policy's base_lin_vel from ground truth.
+    """Driver + policy against the UDP emulator, 10 s at 0.5 m/s (simulated, at ``WALK_SPEED``), the policy's
+    base_lin_vel from ground truth.
 
     With the estimator in this multi-process graph the current reference (a faster, swaying gait) fell in 2 of 3
     runs on an idle box (estimator RMSE up to 0.16 / 0.67 m/s in x / y at 55-70 Hz, against 0.05-0.09 for the
@@ -369,7 +370,7 @@ def test_reference_policy_walks_through_the_driver_over_udp(reference_policy):  
     # As in the emulated walk test: a busy test box can stall a process ~0.1 s; only the timeouts are the box's.
     lenient_driver = {"command_timeout_s": 0.3, "state_timeout_s": 0.3}
     result = run_robot_graph(reference_policy, command=(0.5, 0.0, 0.0), seconds=10.0, odometry="ground_truth",
-                             policy_params=LENIENT, driver_params=lenient_driver)  # fmt: skip
+                             policy_params=LENIENT, driver_params=lenient_driver, speed=WALK_SPEED)  # fmt: skip
     summary = f"{result}"
     assert result.seconds >= 10.0 and not result.fell, summary
     assert result.safety_counters.get("entered:stale_state", 0) == 0, summary

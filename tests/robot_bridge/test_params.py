@@ -1,0 +1,38 @@
+"""Node parameters for an emulator run slower than real time (``robot_bridge.params.at_speed``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from robot_bridge.a1_driver_node import PARAMS as DRIVER_PARAMS
+from robot_bridge.a1_driver_node import TIMING as DRIVER_TIMING
+from robot_bridge.params import at_speed
+from robot_bridge.policy_node import PARAMS as POLICY_PARAMS
+from robot_bridge.policy_node import TIMING as POLICY_TIMING
+
+
+def test_rates_scale_with_the_speed_and_timeouts_against_it():
+    driver = at_speed(DRIVER_PARAMS, DRIVER_TIMING, 0.25, {"command_timeout_s": 0.3, "dry_run": False})
+    assert driver["rate_hz"] == 125.0  # 500 Hz of simulated time
+    assert driver["command_timeout_s"] == pytest.approx(1.2) and driver["state_timeout_s"] == pytest.approx(0.4)
+    assert driver["state_period_ticks"] == 8000 and isinstance(driver["state_period_ticks"], int)
+    assert driver["dry_run"] is False and "power_limit_w" not in driver  # not a wall-clock quantity: as given
+    policy = at_speed(POLICY_PARAMS, POLICY_TIMING, 0.5, {"rate_hz": 50.0, "watchdog_timeout_s": 0.3})
+    assert policy["rate_hz"] == 25.0 and policy["watchdog_timeout_s"] == pytest.approx(0.6)
+    defaults = {p.name: p.default for p in POLICY_PARAMS}
+    assert policy["soft_start_speed"] == pytest.approx(defaults["soft_start_speed"] * 0.5)
+    assert policy["soft_start_hold_s"] == pytest.approx(defaults["soft_start_hold_s"] / 0.5)
+
+
+def test_real_time_leaves_the_values_alone_and_a_bad_speed_is_refused():
+    values = {"watchdog_timeout_s": 0.3}
+    assert at_speed(POLICY_PARAMS, POLICY_TIMING, 1.0, values) == values
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="speed must be > 0"):
+            at_speed(POLICY_PARAMS, POLICY_TIMING, bad, values)
+
+
+def test_every_timing_name_is_a_parameter_of_its_node():
+    for params, timing in ((DRIVER_PARAMS, DRIVER_TIMING), (POLICY_PARAMS, POLICY_TIMING)):
+        names = {p.name for p in params}
+        assert set(timing.rates + timing.durations) <= names
