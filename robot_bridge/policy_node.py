@@ -42,7 +42,7 @@ from deploy.runner import PolicyFileError
 from robot_bridge import qos
 from robot_bridge.control import PolicyLoop, load_policy
 from robot_bridge.observation import MissingJointsError
-from robot_bridge.params import Param, Timing, declare
+from robot_bridge.params import Param, Timing, at_speed, declare
 from robot_bridge.safety import SafetyConfig, SafetyController, SafetyStatus
 from robot_bridge.spin import run_node
 
@@ -96,8 +96,15 @@ PARAMS: tuple[Param, ...] = (
 TIMING = Timing(
     rates=("rate_hz", "soft_start_speed"), durations=("watchdog_timeout_s", "state_wait_s", "soft_start_hold_s")
 )
-"""The wall-clock parameters (scaled for an emulator run slower than real time: :func:`robot_bridge.params.at_speed`;
-``rate_hz`` must then be set: its default 0 means the contract's rate)."""
+"""The wall-clock parameters (scaled for an emulator run slower than real time: :func:`params_at_speed`)."""
+
+
+def params_at_speed(speed: float, values: dict, policy_rate_hz: float) -> dict:
+    """The node's parameter overrides for an emulator at ``speed`` x real time (:func:`~robot_bridge.params.at_speed`);
+    ``rate_hz`` 0 (the contract's rate, ``policy_rate_hz``) is made explicit first so that it scales too."""
+    if speed == 1.0:
+        return dict(values)
+    return at_speed(PARAMS, TIMING, speed, {**values, "rate_hz": float(values.get("rate_hz") or policy_rate_hz)})
 
 
 class PolicyNode(Node):

@@ -31,10 +31,7 @@ from std_srvs.srv import Trigger
 from a1_common.cli import ArgumentParser, run_main
 from robot_bridge import qos
 from robot_bridge.emulator_node import EmulatorNode
-from robot_bridge.params import at_speed
-from robot_bridge.policy_node import PARAMS as POLICY_PARAMS
-from robot_bridge.policy_node import TIMING as POLICY_TIMING
-from robot_bridge.policy_node import PolicyNode
+from robot_bridge.policy_node import PolicyNode, params_at_speed
 
 FALL_HEIGHT = 0.15
 """Trunk height (m) under which the run counts as a fall even without trunk contact."""
@@ -108,9 +105,8 @@ class EmulatedGraph:
             self.nodes.append(self.emulator)
             params = {"policy_path": str(policy_path), "initial_command": [float(c) for c in command],
                       **(policy_params or {})}  # fmt: skip
-            if speed != 1.0:  # every wall-clock rate and timeout of the policy node scaled with the emulator
-                params.setdefault("rate_hz", float(1.0 / self.emulator.robot.contract.policy_dt))
-                params = at_speed(POLICY_PARAMS, POLICY_TIMING, speed, params)
+            # every wall-clock rate and timeout of the policy node scaled with the emulator
+            params = params_at_speed(speed, params, self.emulator.robot.contract.policy_rate_hz)
             self.policy = PolicyNode(context=self.context, parameter_overrides=_overrides(params))
             self.monitor = Monitor(context=self.context)
             self.nodes += [self.policy, self.monitor]

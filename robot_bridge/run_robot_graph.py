@@ -43,9 +43,7 @@ from robot_bridge.emulator_node import EmulatorNode
 from robot_bridge.emulator_udp import STATE_RATE_HZ
 from robot_bridge.estimator_node import EstimatorNode
 from robot_bridge.params import at_speed
-from robot_bridge.policy_node import PARAMS as POLICY_PARAMS
-from robot_bridge.policy_node import TIMING as POLICY_TIMING
-from robot_bridge.policy_node import PolicyNode
+from robot_bridge.policy_node import PolicyNode, params_at_speed
 from robot_bridge.run_emulated import FALL_HEIGHT, GraphResult, Monitor
 
 ODOMETRY = ("ground_truth", "estimator")
@@ -245,9 +243,7 @@ def run_robot_graph(
             "initial_command": [float(c) for c in command],
             **(policy_params or {}),
         }
-        if speed != 1.0:
-            params.setdefault("rate_hz", float(driver.contract.policy_rate_hz))
-            params = at_speed(POLICY_PARAMS, POLICY_TIMING, speed, params)
+        params = params_at_speed(speed, params, driver.contract.policy_rate_hz)
         cli_args = _TRUTH if odometry == "ground_truth" else None
         policy = PolicyNode(context=context, parameter_overrides=_overrides(params), cli_args=cli_args)
         monitor = RobotMonitor(context=context)

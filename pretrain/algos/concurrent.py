@@ -32,9 +32,6 @@ class UpdateWhileStepping(VecEnvWrapper):
     def reset(self):
         return self.venv.reset()
 
-    def step_async(self, actions) -> None:
-        self.venv.step_async(actions)
-
     def step_wait(self) -> VecEnvStepReturn:
         if self.during_step is not None:
             self.during_step()

@@ -36,3 +36,11 @@ def test_every_timing_name_is_a_parameter_of_its_node():
     for params, timing in ((DRIVER_PARAMS, DRIVER_TIMING), (POLICY_PARAMS, POLICY_TIMING)):
         names = {p.name for p in params}
         assert set(timing.rates + timing.durations) <= names
+
+
+def test_the_policy_nodes_default_rate_scales_too():
+    from robot_bridge.policy_node import params_at_speed
+
+    for given in ({}, {"rate_hz": 0.0}):  # 0: the contract's rate
+        assert params_at_speed(0.5, given, 50.0)["rate_hz"] == 25.0
+    assert params_at_speed(1.0, {"watchdog_timeout_s": 0.3}, 50.0) == {"watchdog_timeout_s": 0.3}
