@@ -10,6 +10,7 @@ line above the bar (``tqdm.write``); the bar itself draws on the original standa
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import threading
@@ -31,10 +32,15 @@ def stderr_above_bars(join_timeout_s: float = 5.0) -> Iterator[TextIO]:
     os.close(write_end)
     pump = threading.Thread(target=_pump, args=(read_end, terminal, saved), daemon=True, name="stderr-above-bars")
     pump.start()
+    # Python's own stderr through file descriptor 2 too (sys.stderr need not write there: a test runner's capture)
+    python_stderr = sys.stderr
+    fd2 = open(2, "wb", closefd=False)  # noqa: SIM115 (closed with the wrapper, which leaves fd 2 open)
+    sys.stderr = io.TextIOWrapper(fd2, encoding=encoding, errors="replace", line_buffering=True)
     try:
         yield terminal
     finally:
         sys.stderr.flush()
+        sys.stderr = python_stderr
         os.dup2(saved, 2)  # closes the pipe's last write end: the pump writes what is left, then sees EOF
         pump.join(join_timeout_s)
         if not pump.is_alive():  # else a child process still holds the write end: the pump keeps both
