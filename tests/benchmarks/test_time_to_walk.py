@@ -49,6 +49,9 @@ def test_train_command_is_the_real_cli():
 
     config, _ = parse(cmd[4:])
     assert (config.algo, config.minutes, config.seed, config.torch_threads, config.env.threads) == ("sac", 5.0, 1, 1, 1)
+    assert (config.env.randomize, config.env.obs_noise) == (False, False)  # nominal by default
+    config, _ = parse(time_to_walk.train_command("ppo", "ppo", 5.0, 1, Path("out"), "training")[4:])
+    assert config.algo == "ppo" and config.env.randomize and config.env.obs_noise
 
 
 def test_smoothing_ignores_a_single_lucky_window(tmp_path, capsys):
