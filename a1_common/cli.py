@@ -89,3 +89,18 @@ def run_main(func: Callable[[list[str]], int | None], argv: Sequence[str] | None
         if not is_user_error(exc):
             print(f"{prog}: (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return status
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal under it), whitespace-collapsed, read from the class source:
+    what CLIs and ROS parameter descriptions show."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for field_node, doc in zip(body, body[1:], strict=False):
+        if isinstance(field_node, ast.AnnAssign) and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
+            docs[field_node.target.id] = " ".join(str(doc.value.value).split())
+    return docs

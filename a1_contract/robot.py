@@ -89,5 +89,5 @@ THIGH_LENGTH = 0.2  # m, thigh joint -> calf joint along -z [URDF *_lower_joint 
 CALF_LENGTH = 0.2  # m, calf joint -> foot sphere center along -z [URDF *_toe_fixed origin xyz="0 0 -0.2"]
 FOOT_RADIUS = 0.02  # m, foot collision sphere [URDF *_toe <collision><sphere radius="0.02">]
 # Trunk centre of mass in the trunk frame [URDF trunk <inertial><origin xyz="0.012731 0.002186 0.000515">]:
-# the simulator's base_lin_vel is the velocity of this point (pretrain/sim/observations.py body_state).
+# the simulator's base_lin_vel is the velocity of this point (a1_common/task/observations.py body_state).
 TRUNK_COM = (0.012731, 0.002186, 0.000515)  # m

@@ -78,17 +78,12 @@ METHODS: dict[str, list[str]] = {
     "default": [],  # the project's: ppo_percentile clipped to the joint-target limits
 }
 WIDE = "symmetric_100"
-CONDITIONS: dict[str, list[str]] = {
-    "nominal": ["--env.randomize", "false", "--env.obs_noise", "false"],
-    "training": [],
-}
 GROUPS = ("hip", "thigh", "calf")
 
 
 def train_command(algo: str, method: str, minutes: float, seed: int, out: Path, condition: str = "nominal") -> list:
     """The real training CLI for one run: the algorithm's preset, one core, the method's bounds flags."""
-    cmd = time_to_walk.train_command(algo, DEFAULT_PRESET[algo], minutes, seed, out)
-    return cmd + METHODS[method] + CONDITIONS[condition]
+    return time_to_walk.train_command(algo, DEFAULT_PRESET[algo], minutes, seed, out, condition) + METHODS[method]
 
 
 def method_bounds(method: str, algo: str = "sac") -> tuple[ActionBounds, TaskContract]:
@@ -189,8 +184,8 @@ def plot_groups(
 
 def evaluate_run(run: Path, condition: str, robots: int, seconds: float) -> dict:
     """Grid evaluation of the run's final checkpoint under ``condition``, recording the actions it takes."""
+    from a1_common.bundle import BundlePolicy
     from pretrain.evaluate import DEFAULT_GRID, evaluate_condition
-    from pretrain.rollout import BundlePolicy
 
     policy = BundlePolicy(run / "checkpoints" / "latest")
     taken: list[np.ndarray] = []
@@ -392,7 +387,7 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once (one core each)")
     parser.add_argument(
         "--conditions",
-        choices=tuple(CONDITIONS),
+        choices=tuple(time_to_walk.CONDITIONS),
         default="nominal",
         help="nominal: no randomization or observation noise (default); training: the task's",
     )

@@ -7,7 +7,7 @@ Usage (from the repo root)::
 In-process, without ROS (deterministic, faster than real time): :class:`robot_bridge.emulator.EmulatedA1`
 (sensor noise ``--sensor-noise`` times the training noise, no other gap) is stepped at ``sim_dt``; every physics
 step its ``sense()`` feeds :class:`robot_bridge.estimator.BodyVelocityEstimator` (IMU, foot forces, joints), and
-every ``decimation`` steps the committed reference policy (``pretrain.rollout.BundlePolicy``) gets the
+every ``decimation`` steps the committed reference policy (``a1_common.bundle.BundlePolicy``) gets the
 observation as the bridge builds it (``robot_bridge.observation.ObservationAssembler``). The robot stands at the
 default pose for ``SETTLE_S`` first, then each command runs for ``--seconds``.
 
@@ -75,7 +75,7 @@ def walk(
     estimator_config=None,
 ) -> WalkTrace:
     """One episode: settle, then ``policy`` (a ``BundlePolicy``) walks ``command`` for ``seconds``."""
-    from pretrain.sim.observations import body_state
+    from a1_common.task.observations import body_state
     from robot_bridge.emulator import DynamicsGap, EmulatedA1
     from robot_bridge.estimator import BodyVelocityEstimator
     from robot_bridge.observation import ObservationAssembler, projected_gravity_from_xyzw
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     seconds = 2.0 if args.quick else args.seconds
 
+    from a1_common.bundle import BundlePolicy
     from pretrain.reference import REFERENCE_BUNDLE
-    from pretrain.rollout import BundlePolicy
 
     start = time.perf_counter()
     policy = BundlePolicy(REFERENCE_BUNDLE)

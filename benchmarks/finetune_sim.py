@@ -40,7 +40,7 @@ SIM_GAP = {"mass_scale": 1.2, "friction": 0.5, "motor_strength": 0.75, "action_l
 
 def gapped_env(contract, num_envs: int, seed: int, gap: dict):
     """``num_envs`` nominal robots (no domain randomization, training observation noise) with ``gap`` applied."""
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+    from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
     from robot_bridge.emulator import DynamicsGap, apply_gap
 
     g = DynamicsGap(**gap)
@@ -49,7 +49,7 @@ def gapped_env(contract, num_envs: int, seed: int, gap: dict):
         raise ValueError(f"action_latency_s must be a multiple of sim_dt = {contract.sim_dt} s here")
 
     def modify(model) -> None:
-        from pretrain.sim.a1_model import A1ModelInfo
+        from a1_common.sim.a1_model import A1ModelInfo
 
         apply_gap(model, A1ModelInfo.of(model, contract).trunk_body, g)
         if g.friction is not None:

@@ -55,9 +55,9 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 from pretrain.config import TrainConfig, merge, preset
 from pretrain.factory import make_model
-from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
 
 PLAIN_CLASSES: dict[str, type[OffPolicyAlgorithm]] = {"sac": SAC, "tqc": TQC}
 VARIANTS = ("ours", "ours_ref", "same_maths", "plain", "sbx")

@@ -44,20 +44,19 @@ from pathlib import Path
 import numpy as np
 import torch as th
 
+from a1_common.bundle import BundlePolicy, ObsNorm, write_bundle
 from a1_contract import get_contract
 from deploy.export import export_policy
 from deploy.policy_module import ExportablePolicy
 from deploy.runner import PolicyRunner
-from pretrain.bundle import ObsNorm, write_bundle
 from pretrain.config import resolve
 from pretrain.factory import make_model
 from pretrain.reference import REFERENCE_BUNDLE
-from pretrain.rollout import BundlePolicy
 
 
 def fresh_sac_bundle(dest: Path, net_arch: list[int]) -> Path:
     """A freshly initialized SAC bundle (nothing trained) with plausible observation statistics."""
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+    from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 
     contract = get_contract()
     flags = {"algo": "sac", "offpolicy.net_arch": net_arch, "offpolicy.buffer_size": 1000, "device": "cpu"}

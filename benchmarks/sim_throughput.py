@@ -47,7 +47,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
-from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from single_robot_env import A1SingleRobotEnv  # noqa: E402

@@ -1,9 +1,9 @@
 """One A1 robot per ``gymnasium.Env``: the "one env object per robot" baseline for the throughput benchmark.
 
-Same task as :class:`pretrain.sim.mujoco_vec_env.A1MujocoVecEnv` with ``num_envs=1``, but stepped the
+Same task as :class:`a1_common.sim.mujoco_vec_env.A1MujocoVecEnv` with ``num_envs=1``, but stepped the
 classic way: ``mujoco.mj_step`` called ``decimation`` times from Python per env step, then the
 observation, reward and termination of this one robot computed with the project's batched helpers
-at batch size 1 (``pretrain.sim.batch_math``, ``pretrain.sim.rewards``, ``pretrain.sim.commands``).
+at batch size 1 (``a1_common.task.batch_math``, ``a1_common.task.rewards``, ``a1_common.task.commands``).
 Nothing is skipped: observation noise, per-term reward sums, foot air-time tracking every physics
 step, trunk-contact termination, time-limit truncation, reset randomization and pushes are all done,
 so a ``gymnasium.vector.SyncVectorEnv`` of N of these does the batched env's work, one robot at a time.
@@ -21,12 +21,12 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from a1_common.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
+from a1_common.task import batch_math
+from a1_common.task.commands import VelocityCommands
+from a1_common.task.observations import ObservationBuilder, body_state
+from a1_common.task.rewards import FootContactTracker, state_reward_terms, weighted_sum
 from a1_contract import TaskContract, get_contract
-from pretrain.sim import batch_math
-from pretrain.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
-from pretrain.sim.commands import VelocityCommands
-from pretrain.sim.observations import ObservationBuilder, body_state
-from pretrain.sim.rewards import FootContactTracker, state_reward_terms, weighted_sum
 
 # Same divergence guard as the batched env.
 _MAX_ABS_QVEL = 1.0e3

@@ -35,7 +35,6 @@ from pathlib import Path
 from pretrain.config import DEFAULT_PRESET
 from pretrain.curves import plot_curves, read_curve
 
-
 # The task each algorithm learns. ``nominal``: nominal dynamics, no observation noise -- the first stage of the
 # committed reference (from scratch under full randomization and noise SAC learns to stand still: README).
 # ``training``: the presets' own randomization and noise.

@@ -12,7 +12,7 @@ process, for ``--seconds`` of wall-clock after ``learning_starts`` (so every var
 * ``sequential_2threads``: the same loop with two threads for torch and for the simulator (what a user would
   try first to use both cores).
 * ``concurrent``: ``--offpolicy.concurrent_update true`` with one thread each: the update runs while the
-  simulator computes the next step (``pretrain/algos/concurrent.py``).
+  simulator computes the next step (``a1_common/algos/concurrent.py``).
 
 Variants alternate (``--repeats`` rounds, the order reversed every other round) so that load from other
 processes spreads over all of them; the median of the rounds counts. Env steps per second come from the run's

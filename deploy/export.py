@@ -8,7 +8,8 @@ Steps: load the bundle (hashes verified), wrap its actor in :class:`ExportablePo
 normalization, squashing and the rescale to raw action units folded in), trace it with torch's
 TorchScript exporter (opset 17, dynamic batch; the dynamo exporter would add ``onnxscript`` and seconds
 per export for a plain MLP), attach the metadata of :mod:`deploy.metadata`, write it to a temporary file
-beside ``-o`` and load that file in :class:`deploy.runner.PolicyRunner`, then check parity:
+beside ``-o`` and load that file in :class:`deploy.runner.PolicyRunner`, then check parity
+(:mod:`deploy.parity`):
 
 * torch module vs onnxruntime, every output, on random observations (around the normalization
   statistics, some far outside to exercise the clip) and on observations recorded from the embedded
@@ -24,23 +25,21 @@ from __future__ import annotations
 
 import inspect
 import io
-import os
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch as th
 
+from a1_common.atomic import replacing
+from a1_common.bundle import BundlePolicy
 from a1_common.cli import ArgumentParser, run_main
 from deploy.metadata import INPUT_NAME, OUTPUT_NAMES, build_metadata
+from deploy.parity import parity_errors
 from deploy.policy_module import ExportablePolicy, ExportError
 from deploy.runner import PolicyRunner
-from pretrain.bundle import fsync_path
-from pretrain.rollout import BundlePolicy
 
 OPSET = 17  # onnxruntime >= 1.13 runs it; the TorchScript exporter supports it
 PARITY_TOLERANCE = 1e-5
@@ -137,7 +136,7 @@ def export_model(
     """Export an in-memory SB3 policy (``model.policy``) to ``out``, parity-checked as :func:`export_policy`.
 
     The fine-tuning learner publishes its policies with this (random observations only: ``sim_envs=0``).
-    ``predict`` (a :class:`~pretrain.rollout.BundlePolicy`) adds the check against SB3's own ``predict``.
+    ``predict`` (a :class:`~a1_common.bundle.BundlePolicy`) adds the check against SB3's own ``predict``.
     """
     out = Path(out)
     module = ExportablePolicy(sb3_policy, algo, obs_norm, contract)
@@ -154,76 +153,18 @@ def export_model(
     model.doc_string = f"policy of bundle {source_meta.get('bundle_id', 'unknown')}"
     onnx.checker.check_model(model)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        _write_synced(tmp, model.SerializeToString())
+    with replacing(out) as tmp:
+        tmp.write_bytes(model.SerializeToString())
         runner = PolicyRunner(tmp, expected_contract=contract)
-        report = ExportReport(out, algo, num_random_obs, 0)
-        obs_sets = {"random": _random_obs(obs_norm, num_random_obs, seed)}
-        if sim_envs > 0 and sim_steps > 0:
-            obs_sets["sim"] = _sim_obs(module, contract, sim_envs, sim_steps, seed)
-            report.num_sim_obs = len(obs_sets["sim"])
-        for name, obs in obs_sets.items():
-            ours = runner.outputs(obs)
-            single = [runner.outputs(row[None])["action"][0] for row in obs[:16]]
-            reference = _torch_outputs(module, obs)
-            for output in OUTPUT_NAMES:
-                report.errors[f"{name}/{output}"] = _max_abs(ours[output], reference[output])
-            report.errors[f"{name}/action_batch1"] = _max_abs(np.stack(single), reference["action"][:16])
-            if predict is not None:
-                sb3_raw = contract.action_bounds.to_raw(predict(obs, deterministic=True))
-                report.errors[f"{name}/sb3_action"] = _max_abs(ours["action"], sb3_raw)
+        errors, num_sim = parity_errors(module, runner, obs_norm, contract, num_random_obs=num_random_obs,
+                                        sim_envs=sim_envs, sim_steps=sim_steps, seed=seed, predict=predict)  # fmt: skip
+        report = ExportReport(out, algo, num_random_obs, num_sim, errors)
         if verbose:
             print(report.describe())
         bad = {key: value for key, value in report.errors.items() if not value <= tolerance}
         if bad:
             raise ExportError(f"parity check failed (tolerance {tolerance:g}, max abs error): {bad}")
-        os.replace(tmp, out)
-        fsync_path(out.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
     return report
-
-
-def _torch_outputs(module: ExportablePolicy, obs: np.ndarray) -> dict[str, np.ndarray]:
-    with th.inference_mode():
-        values = module(th.as_tensor(obs, dtype=th.float32))
-    return {name: value.detach().numpy() for name, value in zip(OUTPUT_NAMES, values, strict=True)}
-
-
-def _random_obs(obs_norm: object, count: int, seed: int) -> np.ndarray:
-    """Observations around the normalization statistics; every eighth row 20 std out (past any clip)."""
-    rng = np.random.default_rng(seed)
-    mean, std = np.asarray(obs_norm.mean), np.sqrt(np.asarray(obs_norm.var) + obs_norm.epsilon)
-    scale = np.where(np.arange(count)[:, None] % 8 == 0, 20.0, 2.0)
-    return (mean + scale * std * rng.standard_normal((count, len(mean)))).astype(np.float32)
-
-
-def _sim_obs(module: ExportablePolicy, contract: object, num_envs: int, steps: int, seed: int) -> np.ndarray:
-    """Observations the embedded simulator produces while the torch module drives it (training conditions)."""
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
-
-    env = A1MujocoVecEnv(num_envs, contract, seed=seed, num_threads=1)
-    obs = env.reset()
-    recorded = []
-    for _ in range(steps):
-        recorded.append(obs.astype(np.float32))
-        raw = _torch_outputs(module, obs)["action"]
-        obs, _, _, _ = env.step(np.clip(contract.action_bounds.to_normalized(raw), -1.0, 1.0))
-    env.close()
-    return np.concatenate(recorded)
-
-
-def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,8 @@ import numpy as np
 import torch as th
 from torch import nn
 
+from a1_common.bundle import ObsNorm
 from a1_contract import TaskContract
-from pretrain.bundle import ObsNorm
 
 
 class ExportError(RuntimeError):

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from a1_common.atomic import atomic_write
 from a1_contract import ContractError
 from deploy.runner import PolicyFileError, PolicyRunner
 from finetune.reward import RobotReward
@@ -130,10 +131,8 @@ class PolicyLoader:
                 continue
             received = time.monotonic()
             path = self.dir / f"policy_v{update.version:05d}.onnx"
-            tmp = path.with_suffix(".tmp")
             try:
-                tmp.write_bytes(update.onnx)
-                tmp.replace(path)
+                atomic_write(path, update.onnx)
                 runner = PolicyRunner(path, expected_contract=self.expected)
             except (PolicyFileError, ContractError, OSError) as exc:
                 self.rejected += 1
@@ -216,8 +215,8 @@ class FinetuneLoop(PolicyLoop):
         self._new_episode()
 
     # ---- measurements the reward needs beyond the policy's inputs ------------------------------
-    def on_joints(self, stamp, names, position, velocity, effort=None):  # noqa: D401 (PolicyLoop's + effort)
-        super().on_joints(stamp, names, position, velocity)
+    def on_joints(self, stamp, names, position, velocity, effort=None) -> None:
+        super().on_joints(stamp, names, position, velocity, effort)
         joints = self.assembler.joints
         eff = joints.reorder(names, effort, "effort") if effort is not None and len(effort) == len(names) else None
         self.reward.on_joints(stamp, self._joints.values[1], eff)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 
+from a1_common.atomic import replacing
+from a1_common.bundle import ObsNorm, load_replay_buffer, save_replay_buffer
 from a1_contract import TaskContract
-from pretrain.bundle import ObsNorm, fsync_path, load_replay_buffer, save_replay_buffer
 
 
 class FrozenObsNorm:
@@ -124,9 +124,6 @@ def simulated_buffer(
         buffer.add(obs, next_obs, actions, rewards, dones, infos)
         obs = new_obs
     env.close()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    save_replay_buffer(buffer, tmp)
-    fsync_path(tmp)
-    os.replace(tmp, cache)
+    with replacing(cache) as tmp:
+        save_replay_buffer(buffer, tmp)
     return buffer

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from a1_common.cli import ArgumentParser, run_main
+from finetune.actor_node import FinetuneActorNode
 from robot_bridge.run_emulated import EmulatedGraph
 
 EMULATOR_RESET_SERVICE = "/emulator_node/reset"
@@ -33,10 +34,9 @@ def actor_params(
     actor_id: str = "a1",
     score_ground_truth: bool = False,
 ) -> dict[str, Any]:
-    """The policy node's fine-tuning parameters (see ``robot_bridge.policy_node.PARAMS``)."""
+    """The actor node's fine-tuning parameters (see :data:`finetune.actor_node.FINETUNE_PARAMS`)."""
     work = Path(work_dir)
     return {
-        "finetune": True,
         "learner_endpoint": learner_endpoint,
         "actor_id": actor_id,
         "keys_dir": str(keys_dir),
@@ -84,7 +84,9 @@ def run_actor(
     if seconds is None and episodes is None and until is None:
         raise ValueError("give seconds, episodes or until")
     policy_params = {**(safety_params or {}), **(params or actor_params())}
-    with EmulatedGraph(policy_path, command=command, speed=speed, gap=gap, policy_params=policy_params) as graph:
+    with EmulatedGraph(
+        policy_path, command=command, speed=speed, gap=gap, policy_params=policy_params, policy_node=FinetuneActorNode
+    ) as graph:
         node = graph.policy
         graph.wait_running()
         t0, wall0 = graph.emulated_seconds, time.monotonic()

@@ -6,7 +6,7 @@ Usage::
     python -m finetune learner --resume runs/finetune            # after a crash or Ctrl-C: continues exactly
     a1-finetune-learner ...                                     # the same, as a console script
 
-It loads a checkpoint bundle (:mod:`pretrain.bundle`): the same SB3 SAC/TQC model (actor, critics, target
+It loads a checkpoint bundle (:mod:`a1_common.bundle`): the same SB3 SAC/TQC model (actor, critics, target
 critics, entropy coefficient, optimizer states, update count) and, when the bundle has one, its simulator replay
 buffer. Real transitions arrive from the robot's actor over :mod:`finetune.transport` (CurveZMQ) into a
 second buffer of the same class; every gradient step samples ``real_fraction`` of its batch from the real buffer
@@ -48,10 +48,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
-from finetune.buffers import FrozenObsNorm, MixedReplayBuffer, SpacesOnlyEnv, new_buffer, simulated_buffer
-from finetune.protocol import PolicyUpdate, TransitionBatch
-from finetune.transport import LearnerServer, SequenceTracker
-from pretrain.bundle import (
+from a1_common.bundle import (
     BUFFER_FILE,
     BundleError,
     CheckpointDir,
@@ -60,6 +57,9 @@ from pretrain.bundle import (
     resolve_bundle_dir,
     save_replay_buffer,
 )
+from finetune.buffers import FrozenObsNorm, MixedReplayBuffer, SpacesOnlyEnv, new_buffer, simulated_buffer
+from finetune.protocol import PolicyUpdate, TransitionBatch
+from finetune.transport import LearnerServer, SequenceTracker
 
 REAL_BUFFER_FILE = "real_buffer.npz"
 REAL_SEQ_FILE = "real_seqs.npz"
@@ -166,8 +166,9 @@ class Learner:
     """See the module docs. ``run()`` serves until the budget is spent or a signal arrives."""
 
     def __init__(self, config: LearnerConfig, *, resume: str | None = None, progress: bool = True) -> None:
+        from a1_common.algos import ALGO_CLASSES
         from pretrain.config import from_dict
-        from pretrain.factory import ALGO_CLASSES, make_model
+        from pretrain.factory import make_model
 
         th.set_num_threads(max(1, config.torch_threads))
         self.config = config

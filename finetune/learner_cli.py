@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="a1-finetune-learner", description=learner.__doc__.split("\n\n")[0])
     parser.add_argument("--resume", help="fine-tuning run directory (or checkpoint) to continue exactly")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from pretrain.config import field_docs
+    from a1_common.cli import field_docs
 
     docs = field_docs(LearnerConfig)
     for name, f in LearnerConfig.__dataclass_fields__.items():

@@ -1,6 +1,6 @@
 """The task reward computed on the robot from what it measures (numpy only; the actor's side of fine-tuning).
 
-The terms and weights are the contract's, evaluated by the simulator's own :func:`pretrain.sim.rewards.reward_terms`
+The terms and weights are the contract's, evaluated by the simulator's own :func:`a1_common.task.rewards.reward_terms`
 (one robot = a batch of one), so a real transition is scored exactly as a simulated one would be, up to the
 measurements:
 
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from a1_common.task.rewards import FootContactTracker, RewardInputs, reward_terms
 from a1_contract import TaskContract
-from pretrain.sim.rewards import FootContactTracker, RewardInputs, reward_terms
 
 NEEDS = {
     "track_lin_vel_xy_exp": "body_velocity",

@@ -28,6 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from a1_common.atomic import atomic_write
 from finetune.protocol import ProtocolError, TransitionBatch, decode, encode
 
 log = logging.getLogger(__name__)
@@ -51,22 +52,8 @@ class _Segment:
         return self.first_seq + self.n
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    atomic_write(path, data, tmp_name=path.name + ".tmp")  # *.tmp: what a restart recovers or moves aside
 
 
 class Spool:

@@ -60,7 +60,7 @@ def generate_launch_description():
     )
     policy = Node(
         package="robot_bridge",
-        executable="policy_node",
+        executable="finetune_actor",
         name="policy_node",
         output="screen",
         parameters=[
@@ -69,7 +69,6 @@ def generate_launch_description():
                 "contract_variant": _arg("contract_variant"),
                 "initial_command": _arg("command", None),
                 "watchdog_timeout_s": _arg("watchdog_timeout_s", float),
-                "finetune": True,
                 "learner_endpoint": _arg("learner_endpoint"),
                 "keys_dir": _arg("keys_dir"),
                 "actor_id": _arg("actor_id"),

@@ -126,7 +126,7 @@ def generate_launch_description():
     )
     policy = Node(
         package="robot_bridge",
-        executable="policy_node",
+        executable="finetune_actor",
         name="policy_node",
         output="screen",
         parameters=[
@@ -134,7 +134,6 @@ def generate_launch_description():
                 "policy_path": _arg("policy_path"),
                 "contract_variant": _arg("contract_variant"),
                 "initial_command": _arg("command", None),
-                "finetune": True,
                 "learner_endpoint": _arg("learner_endpoint"),
                 "keys_dir": _arg("keys_dir"),
                 "actor_id": _arg("actor_id"),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from a1_common.atomic import atomic_write
 from a1_common.cli import ArgumentParser, run_main
 from a1_contract import ActionBounds, TaskContract
 from a1_contract.variants import isaaclab3_bounds, joint_limit_bounds, ppo_percentile_bounds
@@ -102,10 +103,7 @@ def save_bounds_file(path: str | Path, bounds: ActionBounds, contract: TaskContr
         **provenance,
     }
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, json.dumps(doc, indent=2) + "\n")
 
 
 def load_bounds_file(path: str | Path, contract: TaskContract) -> ActionBounds:

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from a1_common.cli import field_docs
+
 ALGOS = ("sac", "tqc", "ppo")
 SIMS = ("mujoco", "isaaclab")
 BOUNDS_METHODS = ("isaaclab3", "symmetric", "explicit", "ppo_percentile", "joint_limits")
@@ -114,7 +116,7 @@ class OffPolicyConfig:
     """Share of each batch replaced by left-right mirrored transitions (``pretrain/mirror.py``): a symmetric
     gait, turning both ways alike. 0: off."""
     concurrent_update: bool = False
-    """Run each update while the simulator computes the next step (``pretrain/algos/concurrent.py``; mujoco):
+    """Run each update while the simulator computes the next step (``a1_common/algos/concurrent.py``; mujoco):
     learner and robots on two cores at once. The acting policy lags one update (gradient_steps) behind."""
 
 
@@ -341,21 +343,6 @@ def unflatten(flags: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return nested
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Each field's docstring (the string literal under it), whitespace-collapsed, read from the class source:
-    what CLIs and ROS parameter descriptions show."""
-    import ast
-    import inspect
-    import textwrap
-
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    docs = {}
-    for field_node, doc in zip(body, body[1:], strict=False):
-        if isinstance(field_node, ast.AnnAssign) and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
-            docs[field_node.target.id] = " ".join(str(doc.value.value).split())
-    return docs
 
 
 CHOICES: dict[str, tuple[str, ...]] = {"algo": ALGOS, "env.sim": SIMS, "bounds.method": BOUNDS_METHODS}

@@ -133,8 +133,8 @@ def _plot(
 def run_demo(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
-    from pretrain.sim.render import A1Renderer, render_grid
+    from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
+    from a1_common.sim.render import A1Renderer, render_grid
 
     t_start = time.perf_counter()
     contract = get_contract(args.variant)

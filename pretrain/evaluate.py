@@ -163,8 +163,8 @@ def evaluate_condition(
     goals: Goals | None = None,
 ) -> ConditionResult:
     """Run every grid command on ``robots_per_command`` robots for ``seconds``; ``policy``: raw obs -> action."""
-    from pretrain.sim import batch_math
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+    from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
+    from a1_common.task import batch_math
 
     env_kwargs = condition_env_kwargs(condition, contract)
     if not seconds > settle_s >= 0.0:
@@ -308,9 +308,9 @@ def record_video(
     size: tuple[int, int] = (480, 360),
 ) -> Path:
     """One robot following ``sequence`` ((seconds, command), ...), commanded and achieved velocity printed."""
+    from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
+    from a1_common.sim.render import A1Renderer
     from pretrain.demo import label_image, write_video
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
-    from pretrain.sim.render import A1Renderer
 
     out.mkdir(parents=True, exist_ok=True)
     env = A1MujocoVecEnv(1, contract, seed=seed, num_threads=1, **condition_env_kwargs(condition, contract))

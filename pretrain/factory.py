@@ -15,13 +15,13 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
+from a1_common.algos import ALGO_CLASSES, LayerNormSACPolicy, LayerNormTQCPolicy
+from a1_common.bundle import BUFFER_FILE, BundleFiles, ObsNorm, load_replay_buffer
 from a1_contract import TaskContract, get_contract
-from pretrain.algos import DelayedSAC, DelayedTQC, LayerNormSACPolicy, LayerNormTQCPolicy
 from pretrain.bounds import resolve_bounds
-from pretrain.bundle import BUFFER_FILE, BundleFiles, ObsNorm, load_replay_buffer
 from pretrain.config import TrainConfig
 
-ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"sac": DelayedSAC, "tqc": DelayedTQC, "ppo": PPO}
+__all__ = ["ALGO_CLASSES", "make_contract", "make_env", "make_model"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 OPTIMIZERS: dict[str, type[th.optim.Optimizer]] = {"adam": th.optim.Adam, "adamw": th.optim.AdamW}
 
@@ -52,11 +52,11 @@ def make_env(
     background: bool = False,
 ) -> VecEnv:
     """The simulator, un-normalized; actions are normalized [-1, 1] on every backend. ``background``: steps run on
-    a worker thread between ``step_async`` and ``step_wait`` (mujoco only; :mod:`pretrain.algos.concurrent`)."""
+    a worker thread between ``step_async`` and ``step_wait`` (mujoco only; :mod:`a1_common.algos.concurrent`)."""
     seed = cfg.seed if seed is None else seed
     num_envs = num_envs or cfg.env.num_envs
     if cfg.env.sim == "mujoco":
-        from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+        from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 
         return A1MujocoVecEnv(
             num_envs,

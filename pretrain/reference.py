@@ -1,6 +1,6 @@
 """The committed reference policy, and the command that makes one from a training bundle.
 
-``pretrain/reference_policy/`` is a bundle without its replay buffer (see ``pretrain/bundle.py``),
+``pretrain/reference_policy/`` is a bundle without its replay buffer (see ``a1_common/bundle.py``),
 plus ``README.md`` (how it was trained, its walk check), ``learning_curve.png`` and ``curve.csv``.
 Later stages (ONNX export, the ROS 2 bridge, fine-tuning) test against it::
 
@@ -20,8 +20,9 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from a1_common.atomic import fsync_path
+from a1_common.bundle import BUFFER_FILE, META_FILE, load_bundle_files, sha256_file
 from a1_common.cli import ArgumentParser, run_main
-from pretrain.bundle import BUFFER_FILE, META_FILE, fsync_path, load_bundle_files, sha256_file
 
 REFERENCE_BUNDLE = Path(__file__).resolve().parent / "reference_policy"
 

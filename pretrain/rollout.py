@@ -18,29 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from a1_common.bundle import BundlePolicy
 from a1_common.cli import ArgumentParser, run_main
 from a1_contract import TaskContract
-from pretrain.bundle import BundleFiles, load_bundle_files
-
-
-class BundlePolicy:
-    """A bundle's actor as ``obs (N, obs_dim) raw -> normalized action (N, J)``, on the CPU."""
-
-    def __init__(self, path: str | Path, expect_contract: TaskContract | None = None) -> None:
-        from pretrain.factory import ALGO_CLASSES
-
-        self.files: BundleFiles = load_bundle_files(path, expect_contract)
-        self.contract = self.files.contract
-        self.model = ALGO_CLASSES[self.files.algo].load(self.files.path / "model.zip", device="cpu")
-
-    def __call__(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        normalized = self.files.obs_norm.normalize(np.asarray(obs, dtype=np.float64)).astype(np.float32)
-        actions, _ = self.model.predict(normalized, deterministic=deterministic)
-        return np.clip(actions, -1.0, 1.0)
 
 
 def _env_for(contract: TaskContract, num_envs: int, seed: int, randomize: bool, obs_noise: bool) -> Any:
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+    from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 
     return A1MujocoVecEnv(num_envs, contract, seed=seed, num_threads=1, obs_noise=obs_noise, randomize=randomize)
 
@@ -96,7 +80,7 @@ def walk_check(
     speed_tolerance: float = 0.5,
 ) -> WalkResult:
     """Run ``policy`` (normalized obs-to-action callable taking raw observations) with a fixed command."""
-    from pretrain.sim import batch_math
+    from a1_common.task import batch_math
 
     if not seconds > 0 or num_envs < 1:
         raise ValueError(f"the walk check needs seconds > 0 and num_envs >= 1, got {seconds} and {num_envs}")

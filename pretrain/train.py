@@ -8,7 +8,7 @@ Examples::
     a1-pretrain --resume runs/sac-20261124-2010 --minutes 10  # continue: same buffer, same step count
 
 A run directory holds ``config.yaml`` (resolved), ``curve.csv``, ``tb/`` (TensorBoard),
-``checkpoints/step_<N>/`` bundles with a ``latest`` link (see ``pretrain/bundle.py``), and at the
+``checkpoints/step_<N>/`` bundles with a ``latest`` link (see ``a1_common/bundle.py``), and at the
 end ``learning_curve.png``, ``reward_terms.png``, ``actions.png`` (actions taken vs bounds) and
 ``summary.json``. SIGINT/SIGTERM stop between steps and write a final checkpoint.
 """
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from a1_common.algos.concurrent import UpdateWhileStepping, update_while_stepping
+from a1_common.bundle import BundleError, CheckpointDir, load_bundle_files, replay_buffer_transitions
 from a1_common.cli import ArgumentParser, UsageError, run_main
 from pretrain import config as cfgmod
-from pretrain.algos.concurrent import UpdateWhileStepping, update_while_stepping
-from pretrain.bundle import BundleError, CheckpointDir, load_bundle_files, replay_buffer_transitions
 from pretrain.callbacks import ActionRecorder, TrainMonitor
 from pretrain.curves import CurveWriter, plot_curves, plot_reward_terms, read_curve
 

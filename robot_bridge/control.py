@@ -69,8 +69,16 @@ class PolicyLoop:
         """Arrival time of the newest joint sample."""
 
     # ---- inputs -------------------------------------------------------------------------------
-    def on_joints(self, stamp: float, names: Sequence[str], position: Sequence[float], velocity: Sequence[float]):
-        """A JointState's contents; raises :class:`~robot_bridge.observation.MissingJointsError`."""
+    def on_joints(
+        self,
+        stamp: float,
+        names: Sequence[str],
+        position: Sequence[float],
+        velocity: Sequence[float],
+        effort: Sequence[float] | None = None,
+    ) -> None:
+        """A JointState's contents (``effort`` is not observed by the policy; a loop that scores torques reads it);
+        raises :class:`~robot_bridge.observation.MissingJointsError`."""
         joints = self.assembler.joints
         self._joints = _Sample(stamp, (joints.reorder(names, position, "position"),
                                        joints.reorder(names, velocity, "velocity")))  # fmt: skip

@@ -1,9 +1,9 @@
 """The emulated A1 without ROS: the simulator's MuJoCo model, one robot, stepped at ``sim_dt``, with a gap.
 
-Built with the same model builder as the training env (:func:`pretrain.sim.a1_model.build_a1_spec`): the
+Built with the same model builder as the training env (:func:`a1_common.sim.a1_model.build_a1_spec`): the
 same URDF, joints, DC motors (the contract's kp/kd, effort and velocity limits), the same contact settings.
 Only sensors are added (an IMU site with an accelerometer), which do not change the dynamics. Body-frame
-quantities come from :func:`pretrain.sim.observations.body_state`, so the ground-truth body velocity is
+quantities come from :func:`a1_common.task.observations.body_state`, so the ground-truth body velocity is
 exactly the simulator's ``base_lin_vel``.
 
 The dynamics gap (:class:`DynamicsGap`) is what a policy must survive on the way to the robot.
@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 import mujoco
 import numpy as np
 
+from a1_common.sim.a1_model import PD_GEAR, A1ModelInfo, build_a1_spec, default_qpos
+from a1_common.task.observations import body_state
 from a1_contract import TaskContract, robot
-from pretrain.sim.a1_model import PD_GEAR, A1ModelInfo, build_a1_spec, default_qpos
-from pretrain.sim.observations import body_state
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class EmulatedA1:
                 self._use_position_actuators()
             self.data.ctrl[: self.contract.num_joints] = command
             return
-        # The DC motor's PD actuators (gear G: joint torque = G * force, see pretrain.sim.a1_model.add_dc_motors) get
+        # The DC motor's PD actuators (gear G: joint torque = G * force, see a1_common.sim.a1_model.add_dc_motors) get
         # the command's law: torque = ctrl + (-kp) q + (c - kd) dq, scaled by motor_strength as the model's gains are;
         # the back-EMF actuators and the effort clamp stay, so the motor keeps its torque-speed limit.
         strength = self.gap.motor_strength

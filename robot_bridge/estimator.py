@@ -1,7 +1,7 @@
 """Body-velocity estimator of the A1 from the IMU, leg kinematics and foot contacts: a Kalman filter, pure numpy.
 
 The policy observes ``base_lin_vel`` (the trunk COM velocity in the trunk frame, see
-``pretrain.sim.observations.body_state``) and a real A1 measures no velocity. The filter's state is the trunk
+``a1_common.task.observations.body_state``) and a real A1 measures no velocity. The filter's state is the trunk
 origin's velocity ``v`` in the trunk frame and the accelerometer bias ``b`` (both 3-vectors):
 
 * predict, with the IMU (accelerometer specific force ``a`` at the trunk origin, gyro ``w``, gravity direction
@@ -83,7 +83,7 @@ class EstimatorConfig:
     @classmethod
     def field_docs(cls) -> dict[str, str]:
         """Each field's docstring (one line): the node's parameter descriptions."""
-        from pretrain.config import field_docs
+        from a1_common.cli import field_docs
 
         return field_docs(cls)
 

@@ -5,7 +5,7 @@ quantities the simulator computes and then runs the simulator's own :class:`Obse
 (value -> clip -> scale per the contract's terms; never noise), so robot and simulator share one
 implementation of the term pipeline and the contract's scales.
 
-Measurement -> term (frames and units as ``pretrain.sim.observations.body_state``):
+Measurement -> term (frames and units as ``a1_common.task.observations.body_state``):
 
 ============================  =========================================================================
 ``joint_pos`` / ``joint_vel``  ``sensor_msgs/JointState`` position / velocity, matched to the contract's
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from a1_common.task.observations import ObservationBuilder
 from a1_contract import TaskContract
-from pretrain.sim.observations import ObservationBuilder
 
 
 class MissingJointsError(ValueError):
@@ -69,7 +69,7 @@ class JointMap:
 def projected_gravity_from_xyzw(quat_xyzw: Sequence[float]) -> np.ndarray:
     """Gravity direction in the body frame from a ROS (x, y, z, w) orientation (normalized first).
 
-    :func:`pretrain.sim.batch_math.projected_gravity` on one quaternion, in scalar arithmetic (a control tick
+    :func:`a1_common.task.batch_math.projected_gravity` on one quaternion, in scalar arithmetic (a control tick
     calls it; the batched version costs several times more for one row). The tests hold the two equal.
     """
     x, y, z, w = (float(v) for v in quat_xyzw)

@@ -3,9 +3,7 @@
 Subscribes (sensor QoS: best effort, depth 1):
   ``joint_states`` (sensor_msgs/JointState, matched by joint name), ``imu`` (sensor_msgs/Imu: orientation and
   angular velocity of the trunk), ``odom`` (nav_msgs/Odometry: body-frame twist; only for contracts that
-  observe ``base_lin_vel``), ``cmd_vel`` (geometry_msgs/Twist: linear.x, linear.y, angular.z); fine-tuning also
-  ``odom`` and ``foot_contacts`` (std_msgs/Float64MultiArray), and with ``score_ground_truth`` the emulator's
-  ``ground_truth/joint_states``, ``ground_truth/imu`` and ``ground_truth/odom`` (the referee's reward only).
+  observe ``base_lin_vel``), ``cmd_vel`` (geometry_msgs/Twist: linear.x, linear.y, angular.z).
 Publishes:
   ``joint_targets`` (std_msgs/Float64MultiArray: position targets in the contract's joint order, ros2_control
   forward-command convention), ``~/status`` (std_msgs/String ``"<status>: <reason>"`` on every change, latched;
@@ -17,16 +15,15 @@ joint state if it is under 1 ms old; otherwise it is completed by the next joint
 ``state_wait_s`` without one, so the command leaves right after fresh state arrives and nothing blocks a thread.
 The joint-state subscription and the wait's deadline timer share the control group (one tick at a time); the
 other sensors have their own group. All logic lives in :class:`~robot_bridge.control.PolicyLoop` and
-:class:`~robot_bridge.safety.SafetyController`.
+:class:`~robot_bridge.safety.SafetyController`. The fine-tuning actor (``finetune.actor_node``) is this node with
+another loop (``_make_loop``), more inputs and its own reaction to a fall (``_on_fallen``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import Twist
@@ -67,30 +64,6 @@ PARAMS: tuple[Param, ...] = (
         "After a fall, stand up from the belly (robot_bridge.standup) and soft-start "
         "again; on its back or side: refused, the operator turns it over and calls ~/stand_up.",
     ),
-    # ---- fine-tuning (finetune.actor): off unless `finetune` is true ----
-    Param("finetune", False, "Fine-tuning actor: explore, record transitions, send them to the learner."),
-    Param("learner_endpoint", "", "Learner's zmq endpoint (tcp://host:5555); empty: record returns locally only."),
-    Param("actor_id", "a1", "This robot's name; its key pair is <keys_dir>/<actor_id>.key(_secret)."),
-    Param("keys_dir", "keys", "CurveZMQ keys: <actor_id>.key_secret and the learner's public learner.key."),
-    Param("spool_dir", "finetune_spool", "Durable outbox of transitions (kept until the learner checkpointed them)."),
-    Param("policy_dir", "finetune_policies", "Where policies received from the learner are written before use."),
-    Param("explore", True, "Sample actions from the policy's Gaussian (false: deterministic, still recorded)."),
-    Param("command_mode", "fixed", "fixed: initial_command / cmd_vel; sample: the contract's ranges per episode."),
-    Param("episode_steps", 0, "Transitions per episode before a truncation; 0 = the contract's episode length."),
-    Param("on_learner_lost", "keep", "Learner unreachable: keep (last policy, spool) or stand (default pose)."),
-    Param(
-        "auto_reset_service",
-        "",
-        "After a fall, call this std_srvs/Trigger (e.g. /emulator_node/reset), then "
-        "clear the fall and soft-start a new episode; empty: wait for ~/reset.",
-    ),
-    Param("seed", 0, "Seed of the exploration noise and sampled commands."),
-    Param(
-        "score_ground_truth",
-        False,
-        "Emulator only: also score episodes with the reward computed from the emulator's ground_truth/* topics "
-        "(a referee's motion capture); the learner still gets the measured reward.",
-    ),
 )
 
 TIMING = Timing(
@@ -110,10 +83,12 @@ def params_at_speed(speed: float, values: dict, policy_rate_hz: float) -> dict:
 class PolicyNode(Node):
     """See the module docs. ``kwargs`` go to :class:`rclpy.node.Node` (``parameter_overrides``, ``context``...)."""
 
+    PARAMS: tuple[Param, ...] = PARAMS
+    """The node's parameters (a subclass adds its own: :mod:`finetune.actor_node`)."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("policy_node", **kwargs)
-        self._finetune, self.client = False, None
-        p = declare(self, PARAMS)
+        p = declare(self, self.PARAMS)
         try:
             if not p["policy_path"]:
                 raise PolicyFileError("parameter policy_path is required (an ONNX file from deploy.export)")
@@ -126,11 +101,7 @@ class PolicyNode(Node):
         rate_hz = p["rate_hz"] or contract.policy_rate_hz
         config = SafetyConfig(**{name: p[name] for name in SafetyConfig.__dataclass_fields__})
         safety = SafetyController(contract, config, dt=1.0 / rate_hz)
-        self._finetune = bool(p["finetune"])
-        if self._finetune:
-            self.loop = self._finetune_loop(p, runner, safety)
-        else:
-            self.loop = PolicyLoop(runner, safety, p["initial_command"])
+        self.loop = self._make_loop(p, runner, safety)
         self._last_status = None
         self._finished: str | None = None
         """The reason :meth:`finish` latched (None before): an e-stop with exactly this reason is a normal end."""
@@ -141,26 +112,14 @@ class PolicyNode(Node):
         tick's CPU time (thread ns: observation, policy, safety, publish)."""
 
         control, sensors = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        self._sensors = sensors
+        """The callback group of every input but the joint states (a subclass adds its subscriptions to it)."""
+        self._odom_subscribed = False
         self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR, callback_group=control)
         self.create_subscription(Imu, "imu", self._on_imu, qos.SENSOR, callback_group=sensors)
         self.create_subscription(Twist, "cmd_vel", self._on_twist, qos.SENSOR, callback_group=sensors)
-        if self.loop.assembler.needs_base_lin_vel or p["finetune"]:  # fine-tuning: the reward tracks velocity
-            self.create_subscription(Odometry, "odom", self._on_odom, qos.SENSOR, callback_group=sensors)
-        if p["finetune"]:
-            self.create_subscription(
-                Float64MultiArray, "foot_contacts", self._on_feet, qos.SENSOR, callback_group=sensors
-            )
-            self._finetune_pub = self.create_publisher(String, "~/finetune", qos.STATUS)
-            self.create_timer(1.0, self._publish_finetune, callback_group=sensors)
-            self._reset_client = None
-            self._reset_pending = False
-            if p["auto_reset_service"]:
-                self._reset_client = self.create_client(Trigger, p["auto_reset_service"], callback_group=sensors)
-            if p["score_ground_truth"]:
-                for kind, topic, callback in ((JointState, "ground_truth/joint_states", self._on_truth_joints),
-                                              (Imu, "ground_truth/imu", self._on_truth_imu),
-                                              (Odometry, "ground_truth/odom", self._on_truth_odom)):  # fmt: skip
-                    self.create_subscription(kind, topic, callback, qos.SENSOR, callback_group=sensors)
+        if self.loop.assembler.needs_base_lin_vel:
+            self._subscribe_odom()
         self._targets_pub = self.create_publisher(Float64MultiArray, "joint_targets", qos.COMMAND)
         self._status_pub = self.create_publisher(String, "~/status", qos.STATUS)
         self.create_service(Trigger, "~/estop", self._on_estop)
@@ -185,10 +144,7 @@ class PolicyNode(Node):
     # ---- subscriptions: convert and store, nothing else ----------------------------------------
     def _on_joints(self, msg: JointState) -> None:
         try:
-            if self._finetune:
-                self.loop.on_joints(time.monotonic(), msg.name, msg.position, msg.velocity, msg.effort)
-            else:
-                self.loop.on_joints(time.monotonic(), msg.name, msg.position, msg.velocity)
+            self.loop.on_joints(time.monotonic(), msg.name, msg.position, msg.velocity, msg.effort)
         except MissingJointsError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=1.0)
             return
@@ -203,27 +159,9 @@ class PolicyNode(Node):
         v = msg.twist.twist.linear
         self.loop.on_body_velocity(time.monotonic(), (v.x, v.y, v.z))
 
-    def _on_feet(self, msg: Float64MultiArray) -> None:
-        self.loop.on_feet(time.monotonic(), msg.data)
-
     def _on_twist(self, msg: Twist) -> None:
         self.loop.on_command(msg.linear.x, msg.linear.y, msg.angular.z)
 
-    def _on_truth_joints(self, msg: JointState) -> None:
-        try:
-            self.loop.on_truth_joints(time.monotonic(), msg.name, msg.position, msg.velocity, msg.effort)
-        except MissingJointsError as exc:
-            self.get_logger().error(f"ground truth: {exc}", throttle_duration_sec=1.0)
-
-    def _on_truth_imu(self, msg: Imu) -> None:
-        o, w = msg.orientation, msg.angular_velocity
-        self.loop.on_truth_imu(time.monotonic(), (o.x, o.y, o.z, o.w), (w.x, w.y, w.z))
-
-    def _on_truth_odom(self, msg: Odometry) -> None:
-        v = msg.twist.twist.linear
-        self.loop.on_truth_body_velocity(time.monotonic(), (v.x, v.y, v.z))
-
-    # ---- services -----------------------------------------------------------------------------
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.loop.safety.estop("e-stop service called")
         self.get_logger().warning("E-STOP latched (damping); call ~/reset to clear")
@@ -231,8 +169,6 @@ class PolicyNode(Node):
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        if self._finetune:
-            self.loop.end_episode("operator")
         was = self.loop.safety.reset()
         self.get_logger().info(f"reset: cleared {was.value if was else 'nothing'}; soft start follows")
         response.success, response.message = True, f"cleared {was.value if was else 'nothing'}"
@@ -302,90 +238,21 @@ class PolicyNode(Node):
         self._finished = f"finished: {why}; holding the pose (damping)"
         self.loop.safety.estop(self._finished)
 
-    # ---- fine-tuning ----------------------------------------------------------------------------
-    def _finetune_loop(self, p: dict, runner, safety: SafetyController):
-        from finetune.actor import FinetuneLoop  # numpy + onnxruntime (+ pyzmq with a learner); no torch
+    # ---- what a subclass changes ------------------------------------------------------------------
+    def _make_loop(self, p: dict, runner, safety: SafetyController) -> PolicyLoop:
+        """The control loop the node feeds and ticks (fine-tuning: one that explores and records)."""
+        return PolicyLoop(runner, safety, p["initial_command"])
 
-        for name, allowed in (("command_mode", ("fixed", "sample")), ("on_learner_lost", ("keep", "stand"))):
-            if p[name] not in allowed:  # before the client starts a thread
-                raise ValueError(f"parameter {name} must be one of {allowed}, got {p[name]!r}")
+    def _subscribe_odom(self) -> None:
+        """``odom`` (body-frame twist) into the loop, once."""
+        if not self._odom_subscribed:
+            self._odom_subscribed = True
+            self.create_subscription(Odometry, "odom", self._on_odom, qos.SENSOR, callback_group=self._sensors)
 
-        if p["learner_endpoint"]:
-            from finetune.transport import ActorClient
-
-            keys = Path(p["keys_dir"])
-            self.client = ActorClient(
-                p["learner_endpoint"],
-                keys / f"{p['actor_id']}.key_secret",
-                keys / "learner.key",
-                p["actor_id"],
-                Path(p["spool_dir"]),
-                contract_hash=runner.contract.hash,
-            ).start()
-        log = self.get_logger().warning
-        return FinetuneLoop(
-            runner,
-            safety,
-            p["initial_command"],
-            client=self.client,
-            policy_dir=p["policy_dir"],
-            explore=p["explore"],
-            command_mode=p["command_mode"],
-            episode_steps=p["episode_steps"] or None,
-            on_learner_lost=p["on_learner_lost"],
-            seed=p["seed"],
-            score_ground_truth=p["score_ground_truth"],
-            log=lambda text: log(text),
-        )
-
-    def finetune_status(self) -> dict:
-        """The actor's counters and the transport's (JSON-able)."""
-        stats = self.loop.stats
-        episodes = stats.episode_log
-        return {
-            "transitions": stats.transitions,
-            "dropped": stats.dropped,
-            "actions_bounded": stats.actions_bounded,
-            "episodes": stats.episodes,
-            "falls": stats.falls,
-            "policy_version": stats.policy_version,
-            "policy_swaps": stats.policy_swaps,
-            "learner_connected": None if self.client is None else bool(self.client.connected),
-            "learner_lost_ticks": stats.learner_lost_ticks,
-            "last_return": episodes[-1].ret if episodes else None,
-            "unmeasured_reward_terms": self.loop.reward.unmeasured,
-            "transport": {} if self.client is None else dict(self.client.stats),
-        }
-
-    def _publish_finetune(self) -> None:
-        self._finetune_pub.publish(String(data=json.dumps(self.finetune_status())))
-
-    def _auto_reset(self) -> None:
-        """After a fall: the reset service puts the robot back (emulator: standing again), then a soft start."""
-        if self._reset_client is None or self._reset_pending:
-            return
-        if not self._reset_client.service_is_ready():
-            self.get_logger().warning("fallen; waiting for the reset service", throttle_duration_sec=2.0)
-            return
-        self._reset_pending = True
-        future = self._reset_client.call_async(Trigger.Request())
-
-        def done(f) -> None:
-            self._reset_pending = False
-            result = f.result()
-            if result is not None and result.success:
-                self.loop.safety.reset()
-            else:
-                self.get_logger().error(f"reset service failed: {None if result is None else result.message}")
-
-        future.add_done_callback(done)
-
-    def destroy_node(self) -> None:
-        if self._finetune:
-            self.loop.close()
-        if self.client is not None:
-            self.client.close()
-        super().destroy_node()
+    def _on_fallen(self) -> None:
+        """A tick saw the fall latched: stand up when asked to (``auto_stand_up``) and the last try was not refused."""
+        if self._auto_stand_up and not self._standup_failed:
+            self._start_stand_up(time.monotonic())
 
     # ---- the control tick ---------------------------------------------------------------------
     def _on_timer(self) -> None:
@@ -413,10 +280,7 @@ class PolicyNode(Node):
             arrival = int(self.loop.joints_stamp * 1e9) if math.isfinite(self.loop.joints_stamp) else -1
             self.timing.append((started, arrival, time.monotonic_ns(), time.thread_time_ns() - cpu))
         if decision.status is SafetyStatus.FALLEN:
-            if self._auto_stand_up and not self._standup_failed:
-                self._start_stand_up(time.monotonic())
-            elif self._finetune:
-                self._auto_reset()
+            self._on_fallen()
         if decision.status is not self._last_status:
             self._last_status = decision.status
             text = f"{decision.status.value}: {decision.reason}"

@@ -80,7 +80,8 @@ class EmulatedGraph:
     """Emulator node + policy node + monitor on a private context, spun by one executor thread.
 
     ``with EmulatedGraph(policy, ...) as graph: graph.wait_running(); ...``. Used by :func:`run_emulated` and by
-    fine-tuning (:mod:`finetune.emulated`), which passes the policy node's fine-tuning parameters.
+    fine-tuning (:mod:`finetune.emulated`), which passes its actor node (``policy_node``, a :class:`PolicyNode`
+    subclass) and that node's parameters.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class EmulatedGraph:
         speed: float = 1.0,
         gap: dict | None = None,
         policy_params: dict | None = None,
+        policy_node: type[PolicyNode] = PolicyNode,
     ) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, args=[])
@@ -107,7 +109,7 @@ class EmulatedGraph:
                       **(policy_params or {})}  # fmt: skip
             # every wall-clock rate and timeout of the policy node scaled with the emulator
             params = params_at_speed(speed, params, self.emulator.robot.contract.policy_rate_hz)
-            self.policy = PolicyNode(context=self.context, parameter_overrides=_overrides(params))
+            self.policy = policy_node(context=self.context, parameter_overrides=_overrides(params))
             self.monitor = Monitor(context=self.context)
             self.nodes += [self.policy, self.monitor]
             for node in self.nodes:

@@ -11,8 +11,8 @@ import mujoco
 import numpy as np
 import pytest
 
+from a1_common.sim.a1_model import build_a1_model, default_qpos, urdf_path
 from a1_contract import TaskContract, get_contract, robot
-from pretrain.sim.a1_model import build_a1_model, default_qpos, urdf_path
 
 LEGS = ("FL", "FR", "RL", "RR")
 
@@ -106,7 +106,7 @@ def test_default_pose_within_soft_limits(contract: TaskContract) -> None:
 # ---- actuators --------------------------------------------------------------------------------------------
 def test_actuators_in_contract_order_with_contract_gains(model: mujoco.MjModel, contract: TaskContract) -> None:
     """Actuators 0..11 (ctrl = targets) are the PD in contract order, 12..23 the DC motor's back-EMF term."""
-    from pretrain.sim.a1_model import PD_GEAR as G
+    from a1_common.sim.a1_model import PD_GEAR as G
 
     names = list(contract.joint_names)
     assert [model.actuator(i).name for i in range(model.nu)] == names + [f"{n}_dc" for n in names]
@@ -226,7 +226,7 @@ def test_actuator_moves_exactly_its_joint(model: mujoco.MjModel, contract: TaskC
 
 def test_the_joint_torque_follows_isaac_labs_dc_motor(contract: TaskContract) -> None:
     """tau = clip(kp (q* - q) - kd dq, lo, hi): hi = clip(S (1 - dq / v), 0, E), lo = clip(S (-1 - dq / v), -E, 0)."""
-    from pretrain.sim.a1_model import A1ModelInfo
+    from a1_common.sim.a1_model import A1ModelInfo
 
     m = build_a1_model(contract)
     info = A1ModelInfo.of(m, contract)

@@ -16,8 +16,8 @@ from sb3_contrib import TQC
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 
-from pretrain.algos import DelayedSAC, DelayedTQC
-from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+from a1_common.algos import DelayedSAC, DelayedTQC
+from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 
 BENCH_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
 sys.path.insert(0, os.path.abspath(BENCH_DIR))

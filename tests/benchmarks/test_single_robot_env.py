@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 
 BENCH_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
 sys.path.insert(0, os.path.abspath(BENCH_DIR))

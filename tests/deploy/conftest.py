@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch as th
 
+from a1_common.bundle import ObsNorm, write_bundle
 from a1_contract import TaskContract, get_contract
 from deploy.export import export_policy
-from pretrain.bundle import ObsNorm, write_bundle
 from pretrain.config import resolve
 from pretrain.factory import make_model
 from pretrain.train import train
@@ -61,7 +61,7 @@ def fresh_bundle(
 ) -> Path:
     """An untrained bundle for ``contract`` (random obs statistics unless ``obs_norm``); ``log_std`` fixes
     the policy's std."""
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+    from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 
     cfg = resolve(None, {**TINY_FLAGS, "algo": algo, "device": "cpu", "env.num_envs": 1})
     env = A1MujocoVecEnv(1, contract, seed=0, num_threads=1)

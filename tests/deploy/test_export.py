@@ -11,12 +11,13 @@ import torch as th
 from stable_baselines3 import PPO, SAC
 
 import deploy.export as export_mod
+import deploy.parity as parity_mod
+from a1_common.bundle import ObsNorm, load_bundle_files
 from a1_contract import get_contract
 from deploy.export import PARITY_TOLERANCE, ExportError, export_policy
 from deploy.metadata import OUTPUT_NAMES, REQUIRED_KEYS
 from deploy.policy_module import ExportablePolicy
 from deploy.runner import PolicyRunner
-from pretrain.bundle import ObsNorm, load_bundle_files
 from pretrain.reference import REFERENCE_BUNDLE
 from pretrain.rollout import BundlePolicy, walk_check
 from tests.deploy.conftest import QUICK_PARITY, fresh_bundle
@@ -83,14 +84,14 @@ def test_parity_failure_raises_and_keeps_the_previous_file(tiny_bundle, exported
     out = tmp_path / "policy.onnx"
     out.write_bytes(exported("sac").read_bytes())
     before = out.read_bytes()
-    real = export_mod._torch_outputs
+    real = parity_mod._torch_outputs
 
     def off_by_a_little(module, obs):
         values = real(module, obs)
         values["mean"] = values["mean"] + 1e-4
         return values
 
-    monkeypatch.setattr(export_mod, "_torch_outputs", off_by_a_little)
+    monkeypatch.setattr(parity_mod, "_torch_outputs", off_by_a_little)
     with pytest.raises(ExportError, match="random/mean"):
         export_policy(tiny_bundle("sac"), out, **QUICK_PARITY)
     assert out.read_bytes() == before
@@ -116,11 +117,11 @@ def test_interrupted_write_leaves_the_previous_file_intact(tiny_bundle, exported
     out.write_bytes(exported("sac").read_bytes())
     before = out.read_bytes()
 
-    def killed_half_way(path, data):
-        path.write_bytes(data[: len(data) // 2])
+    def killed_half_way(path, **kwargs):  # the process dies with half of the new file written
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export_mod, "_write_synced", killed_half_way)
+    monkeypatch.setattr(export_mod, "PolicyRunner", killed_half_way)
     with pytest.raises(KeyboardInterrupt):
         export_policy(tiny_bundle("sac"), out, **QUICK_PARITY)
     assert out.read_bytes() == before
@@ -144,7 +145,7 @@ def test_a_bundle_without_obs_normalization_exports_without_a_clip(tmp_path):
 
 @pytest.mark.parametrize("algo_cls", [SAC, PPO])
 def test_gsde_policies_are_refused_with_a_clear_error(algo_cls):
-    from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+    from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 
     contract = get_contract()
     env = A1MujocoVecEnv(1, contract, seed=0, num_threads=1)

@@ -12,9 +12,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from a1_common.bundle import load_bundle_files
 from a1_contract import ContractError, get_contract
 from deploy import ContractMismatchError, PolicyFileError, PolicyInputError, PolicyRunner, session_options
-from pretrain.bundle import load_bundle_files
 from tests.deploy.conftest import swapped_joints
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from a1_common.bundle import load_bundle_files
 from finetune.learner import LearnerConfig
 from finetune.pipeline import free_port, init_keys, start_learner, stop_learner
 from finetune.transport import ActorClient
-from pretrain.bundle import load_bundle_files
 
 LEARNER_FLAGS = ["--learning-starts", "50", "--publish-every", "1000000", "--checkpoint-every-s", "1"]
 

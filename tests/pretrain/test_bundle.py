@@ -18,11 +18,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from a1_contract import ContractError, get_contract
-from a1_contract.variants import PPO_PERCENTILE_HIGH, PPO_PERCENTILE_LOW, joint_limit_bounds
-from pretrain import config as cfgmod
-from pretrain.bounds import load_bounds_file, percentile_bounds, resolve_bounds, save_bounds_file
-from pretrain.bundle import (
+from a1_common.bundle import (
     BUFFER_FILE,
     MODEL_FILE,
     BundleError,
@@ -30,6 +26,10 @@ from pretrain.bundle import (
     load_bundle_files,
     replay_buffer_transitions,
 )
+from a1_contract import ContractError, get_contract
+from a1_contract.variants import PPO_PERCENTILE_HIGH, PPO_PERCENTILE_LOW, joint_limit_bounds
+from pretrain import config as cfgmod
+from pretrain.bounds import load_bounds_file, percentile_bounds, resolve_bounds, save_bounds_file
 from pretrain.config import BoundsConfig
 from pretrain.factory import load_model, make_contract, make_env, make_model, obs_norm_of, wrap_obs_norm
 

@@ -1,4 +1,4 @@
-"""Collecting and learning at the same time (``offpolicy.concurrent_update``, ``pretrain/algos/concurrent.py``)."""
+"""Collecting and learning at the same time (``offpolicy.concurrent_update``, ``a1_common/algos/concurrent.py``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 
+from a1_common.algos.concurrent import UpdateWhileStepping, update_while_stepping
+from a1_common.bundle import load_bundle_files
+from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 from a1_contract import get_contract
-from pretrain.algos.concurrent import UpdateWhileStepping, update_while_stepping
-from pretrain.bundle import load_bundle_files
 from pretrain.factory import make_contract, make_env, make_model, wrap_obs_norm
-from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
 from pretrain.train import parse, train
 
 

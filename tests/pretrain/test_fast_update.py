@@ -21,9 +21,9 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.logger import configure
 from torch.nn import functional as F
 
-from pretrain.algos import DelayedSAC, DelayedTQC, LayerNormSACPolicy, LayerNormTQCPolicy
-from pretrain.algos import fast_update as fast
-from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
+from a1_common.algos import DelayedSAC, DelayedTQC, LayerNormSACPolicy, LayerNormTQCPolicy
+from a1_common.algos import fast_update as fast
+from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
 
 CLASSES = {"sac": DelayedSAC, "tqc": DelayedTQC}
 LAYER_NORM_POLICIES = {"sac": LayerNormSACPolicy, "tqc": LayerNormTQCPolicy}
@@ -275,7 +275,7 @@ def test_sb3_buffer_is_sampled_once_per_call(env, monkeypatch):
     monkeypatch.setattr(model.replay_buffer, "sample", counting)
     model.train(gradient_steps=5, batch_size=BATCH)
     assert calls == [5 * BATCH]
-    monkeypatch.setattr("pretrain.algos.delayed._SAMPLE_ROWS", 2 * BATCH)  # in chunks of at most 2 steps
+    monkeypatch.setattr("a1_common.algos.delayed._SAMPLE_ROWS", 2 * BATCH)  # in chunks of at most 2 steps
     calls.clear()
     model.train(gradient_steps=5, batch_size=BATCH)
     assert calls == [2 * BATCH, 2 * BATCH, BATCH]

@@ -9,9 +9,9 @@ import pytest
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor, VecNormalize
 
+from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
+from a1_common.task import batch_math
 from a1_contract import get_contract
-from pretrain.sim import batch_math
-from pretrain.sim.mujoco_vec_env import A1MujocoVecEnv
 
 
 def hold_action(env: A1MujocoVecEnv) -> np.ndarray:

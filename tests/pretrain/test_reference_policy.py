@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from a1_common.bundle import load_bundle_files
 from a1_contract import get_contract
-from pretrain.bundle import load_bundle_files
 from pretrain.reference import REFERENCE_BUNDLE
 from pretrain.rollout import BundlePolicy, walk_check
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import yaml
 
+from a1_common.bundle import BUFFER_FILE, load_bundle_files, replay_buffer_transitions
 from a1_contract.variants import joint_limit_bounds
 from pretrain import config as cfgmod
 from pretrain.bounds import resolve_bounds
-from pretrain.bundle import BUFFER_FILE, load_bundle_files, replay_buffer_transitions
 from pretrain.config import BoundsConfig
 from pretrain.factory import load_model, make_contract, make_env, make_model, wrap_obs_norm
 from pretrain.train import parse, train

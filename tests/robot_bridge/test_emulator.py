@@ -8,8 +8,8 @@ import mujoco
 import numpy as np
 import pytest
 
+from a1_common.sim.a1_model import build_a1_model
 from a1_contract import get_contract
-from pretrain.sim.a1_model import build_a1_model
 from robot_bridge.emulator import DynamicsGap, EmulatedA1, Sensors
 
 CONTRACT = get_contract()

@@ -144,8 +144,8 @@ def _load_benchmark():
 
 def test_reference_policy_walking_in_the_emulator_on_the_estimate():
     """Closed loop, as on the robot: the policy observes the estimate; error against the noise-free truth."""
+    from a1_common.bundle import BundlePolicy
     from pretrain.reference import REFERENCE_BUNDLE
-    from pretrain.rollout import BundlePolicy
 
     bench = _load_benchmark()
     trace = bench.walk(BundlePolicy(REFERENCE_BUNDLE), (0.5, 0.0, 0.0), 3.0, closed_loop=True, sensor_noise=1.0)

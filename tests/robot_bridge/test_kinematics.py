@@ -9,8 +9,8 @@ import mujoco
 import numpy as np
 import pytest
 
+from a1_common.sim.a1_model import A1ModelInfo, build_a1_spec
 from a1_contract import get_contract, robot
-from pretrain.sim.a1_model import A1ModelInfo, build_a1_spec
 from robot_bridge.kinematics import LegKinematics
 
 CONTRACT = get_contract()

@@ -6,10 +6,10 @@ import mujoco
 import numpy as np
 import pytest
 
+from a1_common.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
+from a1_common.task import batch_math
+from a1_common.task.observations import ObservationBuilder, body_state
 from a1_contract import get_contract
-from pretrain.sim import batch_math
-from pretrain.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
-from pretrain.sim.observations import ObservationBuilder, body_state
 from robot_bridge.observation import MissingJointsError, ObservationAssembler, projected_gravity_from_xyzw
 
 

@@ -66,7 +66,15 @@ def test_ament_index_resolves_the_package(monkeypatch):
 
 def test_every_ros_executable_runs_a_console_script_of_ours():
     names = sorted(p.name for p in (REPO / "robot_bridge/ros/lib").iterdir())
-    assert names == ["a1_driver", "emulator_node", "estimator", "policy_node", "run_emulated", "run_robot_graph"]
+    assert names == [
+        "a1_driver",
+        "emulator_node",
+        "estimator",
+        "finetune_actor",
+        "policy_node",
+        "run_emulated",
+        "run_robot_graph",
+    ]
     for name in names:
         module, function = executable_target(name).split(":")
         assert callable(getattr(importlib.import_module(module), function))
@@ -196,7 +204,8 @@ def test_robot_launch_files_start_safe_and_swap_only_the_robot_when_emulated(nam
     by_executable: dict[str, list[dict]] = {}
     for node in nodes:
         by_executable.setdefault(node["executable"], []).append(node)
-    assert sorted(by_executable) == ["a1_driver", "emulator_node", "estimator", "policy_node"]
+    policy_executable = "policy_node" if name == "a1_robot.launch.py" else "finetune_actor"
+    assert sorted(by_executable) == sorted(["a1_driver", "emulator_node", "estimator", policy_executable])
     (emulator,) = by_executable["emulator_node"]
     assert emulator["condition"] == ("IfCondition", "emulated")
     constants = {k: v.value for k, v in emulator["values"].items() if isinstance(v, ast.Constant)}
@@ -216,7 +225,7 @@ def test_robot_launch_files_start_safe_and_swap_only_the_robot_when_emulated(nam
         assert ast.unparse(driver["values"]["dry_run"]) == "_arg('dry_run', bool)"
     # The policy's odom is the estimator's (no remapping to a ground truth that a real robot lacks).
     (estimator,) = by_executable["estimator"]
-    assert estimator["condition"] is None and len(by_executable["policy_node"]) == 1
+    assert estimator["condition"] is None and len(by_executable[policy_executable]) == 1
     source = path.read_text()
     assert "remappings" not in source and "ground_truth" not in source.split('"""', 2)[2]
 
@@ -250,6 +259,8 @@ def test_robot_launch_defaults_are_the_nodes_defaults_unless_overridden_on_purpo
 
 
 def test_the_parameter_registries_are_what_the_nodes_declare(ros_graph, untrained_policy):
+    from finetune.actor_node import PARAMS as ACTOR_PARAMS  # the fine-tuning actor: the policy node's and its own
+    from finetune.actor_node import FinetuneActorNode
     from robot_bridge.a1_driver_node import PARAMS as DRIVER_PARAMS
     from robot_bridge.a1_driver_node import A1DriverNode
     from robot_bridge.emulator_node import PARAMS as EMULATOR_PARAMS
@@ -268,8 +279,12 @@ def test_the_parameter_registries_are_what_the_nodes_declare(ros_graph, untraine
         context=ros_graph.context, parameter_overrides=[Parameter(k, value=v) for k, v in loopback.items()]
     )
     estimator = EstimatorNode(context=ros_graph.context)
+    actor = FinetuneActorNode(
+        context=ros_graph.context, parameter_overrides=[Parameter("policy_path", value=str(untrained_policy))]
+    )
     for node, registry in (
         (policy, POLICY_PARAMS),
+        (actor, ACTOR_PARAMS),
         (emulator, EMULATOR_PARAMS),
         (driver, DRIVER_PARAMS),
         (estimator, ESTIMATOR_PARAMS),

@@ -9,7 +9,7 @@ Two implementations of that update, the same maths:
 * the fast update (``fast_update=True``, the default; :meth:`_DelayedActorUpdates._train_fast`): replay
   indices drawn once per ``train()`` call (one buffer gather, sliced per step); no autograd: every network
   evaluated through functional ops on SB3's own modules and differentiated by hand with the kernels autograd
-  would use (:mod:`pretrain.algos.fast_update`); Adam/AdamW through torch's fused kernel on CPU; a foreach
+  would use (:mod:`a1_common.algos.fast_update`); Adam/AdamW through torch's fused kernel on CPU; a foreach
   Polyak update; losses read back once per call. SB3's modules stay the source of truth (state dict, saving,
   loading, optimizers, ONNX export). It covers SB3's MLP policies (ELU/ReLU/Tanh/SiLU, LayerNorm critics,
   flat observations); anything else (gSDE, other extractors or layers) runs the reference loop.
@@ -42,7 +42,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
-from pretrain.algos import fast_update as fast
+from a1_common.algos import fast_update as fast
 
 _SAMPLE_ROWS = 1 << 17
 """At most this many transitions are gathered from the replay buffer at once (the rest in further calls)."""
@@ -69,7 +69,7 @@ class _DelayedActorUpdates:
     """The fast update (:meth:`_train_fast`); False: the reference loop (:meth:`_train_reference`). Not saved."""
     defer_updates: bool = False
     """``train()`` only records the update it is asked for; :meth:`run_deferred_update` runs it (during the next
-    env step: :mod:`pretrain.algos.concurrent`). Not saved."""
+    env step: :mod:`a1_common.algos.concurrent`). Not saved."""
     _deferred_update: tuple[int, int] | None = None
     _fast_cache: Any = None
 

@@ -39,7 +39,7 @@ class UpdateWhileStepping(VecEnvWrapper):
 
 
 def update_while_stepping(model, env: UpdateWhileStepping) -> None:
-    """Defer ``model``'s updates (a :class:`~pretrain.algos.DelayedSAC`/``DelayedTQC``) into ``env``'s steps.
+    """Defer ``model``'s updates (a :class:`~a1_common.algos.DelayedSAC`/``DelayedTQC``) into ``env``'s steps.
 
     ``env`` must be the env the model collects with (``model.env``)."""
     if model.env is not env:

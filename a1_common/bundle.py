@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from a1_common.atomic import fsync_path
 from a1_contract import TaskContract
 
 BUNDLE_KIND = "a1_sim2real.bundle"
@@ -118,15 +119,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a directory (a rename is durable once its directory is synced)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_bundle(
@@ -326,3 +318,19 @@ class CheckpointDir:
                 shutil.rmtree(old, ignore_errors=True)
         for stale in self.root.glob(".tmp-*"):  # left by a write that was killed
             shutil.rmtree(stale, ignore_errors=True)
+
+
+class BundlePolicy:
+    """A bundle's actor as ``obs (N, obs_dim) raw -> normalized action (N, J)``, on the CPU."""
+
+    def __init__(self, path: str | Path, expect_contract: TaskContract | None = None) -> None:
+        from a1_common.algos import ALGO_CLASSES  # torch + SB3: only where a model is loaded
+
+        self.files: BundleFiles = load_bundle_files(path, expect_contract)
+        self.contract = self.files.contract
+        self.model = ALGO_CLASSES[self.files.algo].load(self.files.path / "model.zip", device="cpu")
+
+    def __call__(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        normalized = self.files.obs_norm.normalize(np.asarray(obs, dtype=np.float64)).astype(np.float32)
+        actions, _ = self.model.predict(normalized, deterministic=deterministic)
+        return np.clip(actions, -1.0, 1.0)

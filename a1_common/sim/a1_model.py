@@ -88,7 +88,7 @@ def build_a1_spec(contract: TaskContract, *, friction: float | None = None) -> m
             friction (lower end of the range; randomized per env by the simulator).
     """
     spec = mujoco.MjSpec.from_file(urdf_path())
-    # MuJoCo's URDF reader drops <visual> elements while parsing; pretrain.sim.render adds the meshes back.
+    # MuJoCo's URDF reader drops <visual> elements while parsing; a1_common.sim.render adds the meshes back.
     spec.compiler.fusestatic = True
     spec.option.timestep = contract.sim_dt
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST

@@ -92,7 +92,7 @@ def state_reward_terms(
     params: Mapping[str, float],
     weights: Mapping[str, float],
 ) -> dict[str, np.ndarray]:
-    """:func:`reward_terms` of a body state (``pretrain.sim.observations.body_state``) and the step's extras."""
+    """:func:`reward_terms` of a body state (``a1_common.task.observations.body_state``) and the step's extras."""
     inputs = RewardInputs(
         lin_vel_b=state["lin_vel_b"],
         ang_vel_b=state["ang_vel_b"],

@@ -1,4 +1,4 @@
-"""The pieces of the fast SAC / TQC update (:mod:`pretrain.algos.delayed`): SB3's maths, far fewer ops.
+"""The pieces of the fast SAC / TQC update (:mod:`a1_common.algos.delayed`): SB3's maths, far fewer ops.
 
 The update runs without autograd. Every network is evaluated through functional ops on SB3's own modules
 (which stay the source of truth: state dict, saving, loading, the optimizers) and differentiated by hand with

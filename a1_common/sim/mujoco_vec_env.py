@@ -36,12 +36,12 @@ from gymnasium import spaces
 from mujoco import rollout
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
+from a1_common.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
+from a1_common.task import batch_math
+from a1_common.task.commands import VelocityCommands
+from a1_common.task.observations import ObservationBuilder, body_state
+from a1_common.task.rewards import FootContactTracker, state_reward_terms, weighted_sum
 from a1_contract import TaskContract, get_contract
-from pretrain.sim import batch_math
-from pretrain.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
-from pretrain.sim.commands import VelocityCommands
-from pretrain.sim.observations import ObservationBuilder, body_state
-from pretrain.sim.rewards import FootContactTracker, state_reward_terms, weighted_sum
 
 # Beyond these the physics has diverged: the env is terminated and counted, never passed on silently.
 _MAX_ABS_QVEL = 1.0e3
@@ -68,7 +68,7 @@ class A1MujocoVecEnv(VecEnv):
             a policy that tolerates the robot's control loop, whose delay varies with the load on its computer).
         background: ``step_async`` starts the step (physics, rewards, resets, observations) on a worker thread
             and ``step_wait`` collects it, so the caller can work meanwhile (the learner's update: see
-            :class:`pretrain.algos.concurrent.UpdateWhileStepping`). ``mujoco.rollout`` releases the GIL; the
+            :class:`a1_common.algos.concurrent.UpdateWhileStepping`). ``mujoco.rollout`` releases the GIL; the
             batch numpy work mostly does. Results are the same as stepping in the caller's thread.
     """
 

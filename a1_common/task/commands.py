@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from a1_common.task.batch_math import wrap_to_pi
 from a1_contract import CommandRanges
-from pretrain.sim.batch_math import wrap_to_pi
 
 
 class VelocityCommands:

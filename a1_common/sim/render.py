@@ -26,8 +26,8 @@ from collections.abc import Sequence  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from a1_common.sim.a1_model import build_a1_model, build_a1_spec, urdf_path  # noqa: E402
 from a1_contract import TaskContract, robot  # noqa: E402
-from pretrain.sim.a1_model import build_a1_model, build_a1_spec, urdf_path  # noqa: E402
 
 # Colours of the A1's visual meshes (the OBJ files carry no usable colours; the trunk texture is a dark
 # carbon pattern). Close to the real robot: dark body, light thighs, dark calves.

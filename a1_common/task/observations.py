@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from a1_common.task import batch_math
 from a1_contract import TaskContract
-from pretrain.sim import batch_math
 
 if TYPE_CHECKING:  # the robot-side observation builder uses this module without MuJoCo
-    from pretrain.sim.a1_model import A1ModelInfo
+    from a1_common.sim.a1_model import A1ModelInfo
 
 
 def body_state(qpos: np.ndarray, qvel: np.ndarray, trunk_com: np.ndarray, info: A1ModelInfo) -> dict[str, np.ndarray]:
