@@ -33,13 +33,14 @@ def test_first_crossing_ratio_and_common_budget(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["metric"] == "time_to_threshold_s" and result["threshold"] == 0.25
     assert (result["sac_s"], result["ppo_s"], result["tqc_s"]) == (180.0, 240.0, None)
-    assert result["ratio"] == 180.0 / 240.0 and result["ratio_tqc"] is None
+    assert result["ratio"] == 180.0 / 240.0 and result["ratio_tqc"] is None and result["ratio_at_most"] == {}
     assert (tmp_path / "time_to_walk.png").stat().st_size > 10_000
 
     # Cut at a 3-minute budget, PPO has not crossed yet: no ratio rather than a wrong one.
     assert time_to_walk.main(["--analyze", "--out", str(tmp_path), "--budget-min", "3", "--smooth", "1"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (result["sac_s"], result["ppo_s"], result["ratio"]) == (180.0, None, None)
+    assert result["ratio_at_most"] == {"sac": 1.0}  # PPO not under the threshold within its 180 s
 
 
 def test_train_command_is_the_real_cli():
