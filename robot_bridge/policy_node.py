@@ -42,6 +42,7 @@ from robot_bridge.observation import MissingJointsError
 from robot_bridge.params import Param, Timing, at_speed, declare
 from robot_bridge.safety import SafetyConfig, SafetyController, SafetyStatus
 from robot_bridge.spin import run_node
+from robot_bridge.standup import StandUpConfig, StandUpController
 
 _SAFETY = SafetyConfig()
 _FRESH_S = 0.001
@@ -59,6 +60,11 @@ PARAMS: tuple[Param, ...] = (
     Param("fall_tilt_rad", _SAFETY.fall_tilt_rad, "Trunk tilt from upright that counts as a fall (rad)."),
     Param("use_soft_limits", _SAFETY.use_soft_limits, "Clamp targets to the soft (true) or hard (false) limits."),
     Param(
+        "stand_up_time_scale",
+        1.0,
+        "Stand-up segment durations x this (robot_bridge.standup.StandUpConfig); an emulator at speed s: 1/s.",
+    ),
+    Param(
         "auto_stand_up",
         False,
         "After a fall, stand up from the belly (robot_bridge.standup) and soft-start "
@@ -67,7 +73,8 @@ PARAMS: tuple[Param, ...] = (
 )
 
 TIMING = Timing(
-    rates=("rate_hz", "soft_start_speed"), durations=("watchdog_timeout_s", "state_wait_s", "soft_start_hold_s")
+    rates=("rate_hz", "soft_start_speed"),
+    durations=("watchdog_timeout_s", "state_wait_s", "soft_start_hold_s", "stand_up_time_scale"),
 )
 """The wall-clock parameters (scaled for an emulator run slower than real time: :func:`params_at_speed`)."""
 
@@ -126,6 +133,9 @@ class PolicyNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(Trigger, "~/stand_up", self._on_stand_up)
         self._auto_stand_up = bool(p["auto_stand_up"])
+        if not p["stand_up_time_scale"] > 0:
+            raise ValueError(f"parameter stand_up_time_scale must be > 0, got {p['stand_up_time_scale']}")
+        self._standup_config = StandUpConfig().scaled_in_time(p["stand_up_time_scale"])
         self._standup = None
         self._standup_failed = False
         """The last stand-up was refused: not retried automatically (the operator calls ~/stand_up)."""
@@ -184,12 +194,10 @@ class PolicyNode(Node):
         return response
 
     def _start_stand_up(self, now: float) -> bool:
-        from robot_bridge.standup import StandUpController
-
         state = self.loop.state()
         if state is None:
             return False
-        self._standup = StandUpController(self.loop.contract, dt=self.loop.safety.dt)
+        self._standup = StandUpController(self.loop.contract, self._standup_config, dt=self.loop.safety.dt)
         self._standup_failed = False
         self._report_stand_up(self._standup.start(now, state.joint_pos, state.projected_gravity))
         return True

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -133,6 +133,15 @@ class StandUpConfig:
     """Clamp targets to the contract's soft joint limits (True) or its hard limits (False)."""
     postures: PostureThresholds = field(default_factory=PostureThresholds)
     """Thresholds of :func:`classify_posture`, used when starting."""
+
+    def scaled_in_time(self, scale: float) -> StandUpConfig:
+        """The same stand-up with every segment ``scale`` times as long (an emulator at speed s: ``1 / s``)."""
+        if scale == 1.0:
+            return self
+        return replace(self, **{name: getattr(self, name) * scale for name in _DURATIONS})
+
+
+_DURATIONS = ("fold_duration_s", "tuck_duration_s", "rise_duration_s", "hold_duration_s")
 
 
 @dataclass(frozen=True)

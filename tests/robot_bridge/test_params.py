@@ -22,6 +22,7 @@ def test_rates_scale_with_the_speed_and_timeouts_against_it():
     defaults = {p.name: p.default for p in POLICY_PARAMS}
     assert policy["soft_start_speed"] == pytest.approx(defaults["soft_start_speed"] * 0.5)
     assert policy["soft_start_hold_s"] == pytest.approx(defaults["soft_start_hold_s"] / 0.5)
+    assert policy["stand_up_time_scale"] == pytest.approx(2.0)  # the stand-up's segments last twice as long
 
 
 def test_real_time_leaves_the_values_alone_and_a_bad_speed_is_refused():
@@ -44,3 +45,31 @@ def test_the_policy_nodes_default_rate_scales_too():
     for given in ({}, {"rate_hz": 0.0}):  # 0: the contract's rate
         assert params_at_speed(0.5, given, 50.0)["rate_hz"] == 25.0
     assert params_at_speed(1.0, {"watchdog_timeout_s": 0.3}, 50.0) == {"watchdog_timeout_s": 0.3}
+
+
+def test_a_stand_up_at_a_quarter_speed_is_the_same_stand_up_tick_for_tick():
+    """The node at speed s ticks every dt / s of wall-clock with durations x 1/s: the same targets, tick by tick."""
+    import numpy as np
+
+    from a1_contract import get_contract
+    from robot_bridge.standup import StandUpConfig, StandUpController
+
+    contract = get_contract()
+    lying = np.array(contract.default_joint_pos) + 0.6  # legs away from the default pose, trunk upright
+    upright = np.array([0.0, 0.0, -1.0])
+
+    def targets(scale: float) -> list[np.ndarray]:
+        dt = 0.02 * scale
+        controller = StandUpController(contract, StandUpConfig().scaled_in_time(scale), dt=dt)
+        now, decision, out = 0.0, controller.start(0.0, lying, upright), []
+        while not decision.done:
+            assert decision.refused is None and len(out) < 10_000
+            out.append(decision.targets)
+            now += dt
+            decision = controller.step(now, decision.targets, upright)
+        return out
+
+    assert StandUpConfig().scaled_in_time(1.0) == StandUpConfig()
+    real_time, quarter = targets(1.0), targets(4.0)
+    assert len(real_time) > 50 and len(quarter) == len(real_time)
+    np.testing.assert_allclose(np.array(quarter), np.array(real_time), atol=1e-9)

@@ -1,5 +1,7 @@
 """The policy node's stand-up over real rclpy: the emulated robot lies on its belly, ``~/stand_up`` brings it to
-the default pose, the safety layer's soft start follows and the policy runs again."""
+the default pose, the safety layer's soft start follows and the policy runs again. At ``WALK_SPEED`` (a quarter of
+real time, every wall-clock rate, timeout and stand-up duration of the node scaled): what is checked is the graph's
+function, not whether a shared CI box holds real time (``benchmarks/bridge_latency.py`` measures that)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 from robot_bridge.run_emulated import EmulatedGraph
 from robot_bridge.standup import Posture, classify_posture
 from tests.robot_bridge.conftest import wait_for
-from tests.robot_bridge.test_emulated_walk import LENIENT, reference_policy  # noqa: F401 (a fixture)
+from tests.robot_bridge.test_emulated_walk import LENIENT, WALK_SPEED, reference_policy  # noqa: F401 (a fixture)
 
 _spec = importlib.util.spec_from_file_location(
     "standup_benchmark_node", Path(__file__).resolve().parents[2] / "benchmarks" / "standup.py"
@@ -27,7 +29,7 @@ class _Rest:
     """A ``wait_for`` predicate: the emulated trunk has been at rest for ``still_for_s`` (the legs may still creep
     under the damping command); ``posture`` and ``reading`` are the last reading's."""
 
-    def __init__(self, emulator, still_for_s: float = 0.2) -> None:
+    def __init__(self, emulator, still_for_s: float = 0.2 / WALK_SPEED) -> None:
         self.emulator, self.still_for_s = emulator, still_for_s
         self.since: float | None = None
         self.posture: Posture | None = None
@@ -50,7 +52,8 @@ class _Rest:
 
 
 def test_stand_up_service_brings_a_robot_on_its_belly_back_to_the_policy(reference_policy):  # noqa: F811
-    with EmulatedGraph(reference_policy, command=(0.0, 0.0, 0.0), policy_params=LENIENT) as graph:
+    wall = 1.0 / WALK_SPEED  # wall-clock seconds per emulated second
+    with EmulatedGraph(reference_policy, command=(0.0, 0.0, 0.0), policy_params=LENIENT, speed=WALK_SPEED) as graph:
         graph.wait_running()
         assert graph.call("/policy_node/estop").success
         emulator, robot = graph.emulator, graph.emulator.robot
@@ -64,7 +67,7 @@ def test_stand_up_service_brings_a_robot_on_its_belly_back_to_the_policy(referen
                 sensors, _ = bench.drop_on_belly(robot, rng)
             assert sensors.position[2] < 0.15, "lying down before the stand-up"
             rest = _Rest(emulator)
-            wait_for(rest, 5.0, rest.describe)
+            wait_for(rest, 5.0 * wall, rest.describe)
             rests.append(rest.reading)
             if rest.posture is Posture.BELLY:
                 break
@@ -73,29 +76,29 @@ def test_stand_up_service_brings_a_robot_on_its_belly_back_to_the_policy(referen
         n_before = len(graph.monitor.statuses)
         response = graph.call("/policy_node/stand_up")
         assert response.success, response.message
-        started = time.monotonic()
+        started = graph.emulated_seconds
 
         def stand_up_over() -> bool:
             graph.check_alive()
             return any(s.startswith(("stand_up_done", "stand_up_refused")) for s in graph.monitor.statuses[n_before:])
 
-        wait_for(stand_up_over, 8.0, lambda: f"the stand-up to finish: {graph.monitor.statuses[n_before:]}")
-        stood_in = time.monotonic() - started
+        wait_for(stand_up_over, 8.0 * wall, lambda: f"the stand-up to finish: {graph.monitor.statuses[n_before:]}")
+        stood_in = graph.emulated_seconds - started
         assert not any(s.startswith("stand_up_refused") for s in graph.monitor.statuses[n_before:]), (
             graph.monitor.statuses[n_before:]
         )
         wait_for(
             lambda: graph.check_alive() or graph.monitor.statuses[-1].startswith("running"),
-            5.0,
+            5.0 * wall,
             lambda: f"the policy to take over again: {graph.monitor.statuses[n_before:]}",
         )
         height = float(robot.data.qpos[2])
         # The policy then runs a second without a fault. Not its height then: the reference policy lowers the
         # trunk at a zero command (from a plain soft start too: ~0.17 m after 1.3 s), so a height a second
         # later measures that policy, not the stand-up, and raced it (0.215-0.219 m in 3 of 32 runs).
-        time.sleep(1.0)
+        time.sleep(1.0 * wall)
         statuses = [s.split(":")[0] for s in graph.monitor.statuses[n_before:]]
     assert "standing_up" in statuses and "stand_up_refused" not in statuses, statuses
-    assert stood_in < 4.0, f"stood up in {stood_in:.2f} s (benchmark: median 2.2 s)"
+    assert stood_in < 4.0, f"stood up in {stood_in:.2f} s of emulated time (benchmark: median 2.2 s)"
     assert height > 0.22, f"trunk at {height:.3f} m when the policy took over"
     assert statuses[-1] == "running", f"one second after the policy took over: {statuses}"
