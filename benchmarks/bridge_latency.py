@@ -17,7 +17,7 @@ Once the soft start is over, the node's own timestamps (``PolicyNode.timing``, m
 * tick CPU time (``tick_cpu_*``): the thread's CPU time for observation, policy, safety and publish. Latency
   well above it is time spent waiting for a CPU (other processes), not work done by the node.
 
-Targets (issue 5): latency p99 < 1 ms, jitter p99 < 2 ms. The last line printed is one JSON object::
+Targets: latency p99 < 1 ms, jitter p99 < 2 ms. The last line printed is one JSON object::
 
     {"metric": "bridge_latency_p99_ms", "value": ..., "median_ms": ..., "jitter_p99_ms": ...,
      "jitter_median_ms": ..., "tick_to_command_p99_ms": ..., "tick_cpu_p99_ms": ..., "ticks": ..., ...}

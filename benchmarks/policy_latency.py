@@ -23,7 +23,7 @@ loop that runs only one of them sees (interleaving costs onnxruntime a few us of
 state that torch disturbs).
 
 Each call is timed with ``time.perf_counter_ns``; median and p99 over ``--calls`` calls after
-``--warmup``. Targets (issue 4): runner p99 < 100 us and ``ratio = torch_eager p99 / runner p99 >= 1.5``.
+``--warmup``. Targets: runner p99 < 100 us and ``ratio = torch_eager p99 / runner p99 >= 1.5``.
 The last line printed is one JSON object::
 
     {"metric": "policy_latency_p99_us", "value": <runner p99>, "median_us": <runner median>,

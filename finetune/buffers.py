@@ -39,7 +39,7 @@ class FrozenObsNorm:
 class MixedReplayBuffer:
     """Samples ``real_fraction`` of a batch from ``real`` and the rest from ``sim`` (SB3 buffers, same class)."""
 
-    def __init__(self, sim: Any | None, real: Any, real_fraction: float, seed: int = 0) -> None:
+    def __init__(self, sim: Any | None, real: Any, real_fraction: float) -> None:
         if not 0.0 <= real_fraction <= 1.0:
             raise ValueError(f"real_fraction must be in [0, 1], got {real_fraction}")
         self.sim, self.real, self.real_fraction = sim, real, float(real_fraction)

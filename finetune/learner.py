@@ -14,10 +14,11 @@ and the rest from the simulator buffer (symmetric sampling at 0.5; all real when
 ``--fresh`` starts from new networks instead (training from scratch on the robot: the baseline fine-tuning has
 to beat).
 
-The actor is anchored to the bundle's actor (``anchor_weight``; TD3+BC's scaling): plain SAC continued from a
-pretrained model on a small replay buffer of its own policy's data degrades the policy within a few thousand updates,
-even without any dynamics gap (measured in a gapped copy of the training simulator, in the note of issue 6), because
-critics fitted to the narrow data of one policy give the actor gradients towards actions that data never covers.
+The actor is anchored to the bundle's actor (``anchor_weight``; TD3+BC's scaling; :mod:`finetune.anchored`): plain
+SAC continued from a pretrained model on a small replay buffer of its own policy's data degrades the policy within a
+few thousand updates, even without any dynamics gap (measured in a gapped copy of the training simulator:
+``benchmarks/finetune_sim.py``), because critics fitted to the narrow data of one policy give the actor gradients
+towards actions that data never covers.
 
 Gradient steps run between socket polls at ``utd`` updates per real transition received (after
 ``learning_starts`` real transitions), so the robot never waits for the learner. Every ``publish_every`` updates
@@ -33,7 +34,6 @@ bundle, and ``--resume`` reloads it from there.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import re
@@ -166,7 +166,7 @@ class Learner:
     """See the module docs. ``run()`` serves until the budget is spent or a signal arrives."""
 
     def __init__(self, config: LearnerConfig, *, resume: str | None = None, progress: bool = True) -> None:
-        from a1_common.algos import ALGO_CLASSES
+        from finetune.anchored import ANCHORED_CLASSES
         from pretrain.config import from_dict
         from pretrain.factory import make_model
 
@@ -190,11 +190,13 @@ class Learner:
         self.obs_norm = source.obs_norm
         if checkpoint is not None:
             checkpoint.contract.require_same(self.contract, what=f"checkpoint {checkpoint.path}")
-            self.model = ALGO_CLASSES[self.algo].load(checkpoint.path / "model.zip", device="cpu")
+            self.model = ANCHORED_CLASSES[self.algo].load(checkpoint.path / "model.zip", device="cpu")
         elif config.fresh:
-            self.model = make_model(self.train_config, SpacesOnlyEnv(self.contract))
+            self.model = make_model(
+                self.train_config, SpacesOnlyEnv(self.contract), model_class=ANCHORED_CLASSES[self.algo]
+            )
         else:
-            self.model = ALGO_CLASSES[self.algo].load(source.path / "model.zip", device="cpu")
+            self.model = ANCHORED_CLASSES[self.algo].load(source.path / "model.zip", device="cpu")
         model = self.model
         if config.learning_rate > 0:
             from stable_baselines3.common.utils import get_schedule_fn
@@ -206,10 +208,9 @@ class Learner:
             anchor = (
                 self.model.actor
                 if checkpoint is None
-                else ALGO_CLASSES[self.algo].load(source.path / "model.zip", device="cpu").actor
+                else ANCHORED_CLASSES[self.algo].load(source.path / "model.zip", device="cpu").actor
             )
-            model.actor_anchor = copy.deepcopy(anchor).requires_grad_(False).eval()
-            model.anchor_weight = config.anchor_weight
+            model.anchor_to(anchor, config.anchor_weight)
         from stable_baselines3.common.logger import configure
 
         model.set_logger(configure(str(self.out / "tb"), ["tensorboard"]))
@@ -377,18 +378,7 @@ class Learner:
         if self.stats.updates >= self.config.critic_warmup:
             self.model.train(gradient_steps=gradient_steps, batch_size=self.batch_size)
             return
-        m = self.model
-        keep = [m.actor.state_dict(), m.actor.optimizer.state_dict()]
-        if m.ent_coef_optimizer is not None:
-            keep += [m.log_ent_coef.detach().clone(), m.ent_coef_optimizer.state_dict()]
-        keep = copy.deepcopy(keep)
-        m.train(gradient_steps=gradient_steps, batch_size=self.batch_size)
-        m.actor.load_state_dict(keep[0])
-        m.actor.optimizer.load_state_dict(keep[1])
-        if m.ent_coef_optimizer is not None:
-            with th.no_grad():
-                m.log_ent_coef.copy_(keep[2])
-            m.ent_coef_optimizer.load_state_dict(keep[3])
+        self.model.train_critics_only(gradient_steps, self.batch_size)
 
     def train_owed(self, limit: int | None = None) -> int:
         """The gradient steps owed for the transitions received (``utd`` each), at most ``limit``; returns how many."""

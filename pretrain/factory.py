@@ -109,12 +109,20 @@ def _quiet(model: BaseAlgorithm, tensorboard_log: str | None) -> BaseAlgorithm:
     return model
 
 
-def make_model(cfg: TrainConfig, env: VecEnv, tensorboard_log: str | None = None) -> BaseAlgorithm:
-    """A fresh SB3 model for ``cfg.algo`` (hyperparameters from ``cfg.offpolicy`` or ``cfg.ppo``)."""
-    return _quiet(_make_model(cfg, env, tensorboard_log), tensorboard_log)
+def make_model(
+    cfg: TrainConfig,
+    env: VecEnv,
+    tensorboard_log: str | None = None,
+    model_class: type[BaseAlgorithm] | None = None,
+) -> BaseAlgorithm:
+    """A fresh SB3 model for ``cfg.algo`` (hyperparameters from ``cfg.offpolicy`` or ``cfg.ppo``); ``model_class``
+    replaces the algorithm's class with a subclass of it (fine-tuning's anchored SAC/TQC)."""
+    return _quiet(_make_model(cfg, env, tensorboard_log, model_class), tensorboard_log)
 
 
-def _make_model(cfg: TrainConfig, env: VecEnv, tensorboard_log: str | None) -> BaseAlgorithm:
+def _make_model(
+    cfg: TrainConfig, env: VecEnv, tensorboard_log: str | None, model_class: type[BaseAlgorithm] | None = None
+) -> BaseAlgorithm:
     common: dict[str, Any] = {"seed": cfg.seed, "device": cfg.device, "tensorboard_log": tensorboard_log, "verbose": 0}
     if cfg.algo == "ppo":
         p = cfg.ppo
@@ -162,7 +170,10 @@ def _make_model(cfg: TrainConfig, env: VecEnv, tensorboard_log: str | None) -> B
         policy = LayerNormSACPolicy if o.critic_layer_norm else "MlpPolicy"
         extra = {}
     ent_coef: Any = o.ent_coef if str(o.ent_coef).startswith("auto") else float(o.ent_coef)
-    return ALGO_CLASSES[cfg.algo](
+    cls = ALGO_CLASSES[cfg.algo]
+    if model_class is not None and not issubclass(model_class, cls):
+        raise TypeError(f"{model_class.__name__} is not a {cls.__name__}")
+    return (model_class or cls)(
         policy,
         env,
         learning_rate=o.learning_rate,

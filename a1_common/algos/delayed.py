@@ -60,11 +60,6 @@ class _DelayedActorUpdates:
     their ``_fast_*`` counterparts)."""
 
     policy_delay: int
-    actor_anchor: Any = None
-    """Fine-tuning: a frozen copy of an earlier actor the actor is pulled towards (None: plain SAC/TQC)."""
-    anchor_weight: float = 0.0
-    """Weight of the anchor term, relative to the batch's mean |Q| (TD3+BC's scaling): the actor loss gains
-    ``anchor_weight * mean|Q| * mean_batch(sum_j (a_j - anchor_j)^2)`` on the deterministic actions in [-1, 1]."""
     fast_update: bool = True
     """The fast update (:meth:`_train_fast`); False: the reference loop (:meth:`_train_reference`). Not saved."""
     defer_updates: bool = False
@@ -72,13 +67,14 @@ class _DelayedActorUpdates:
     env step: :mod:`a1_common.algos.concurrent`). Not saved."""
     _deferred_update: tuple[int, int] | None = None
     _fast_cache: Any = None
+    _extra_logs: dict[str, list[th.Tensor]]
+    """Values an extra actor-loss term logs during one update (key -> one tensor per gradient step): their means
+    are recorded with the update's own."""
 
     def _excluded_save_params(self) -> list[str]:
         return [
             *super()._excluded_save_params(),
-            "actor_anchor",
-            "anchor_weight",
-            "_anchor_distances",
+            "_extra_logs",
             "fast_update",
             "defer_updates",
             "_deferred_update",
@@ -96,6 +92,18 @@ class _DelayedActorUpdates:
 
     def _actor_q(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
         raise NotImplementedError
+
+    # ---- what a subclass may add to the actor loss (fine-tuning's anchor: finetune.anchored) ----------
+    def _actor_loss_term(self, obs: th.Tensor, q_pi: th.Tensor) -> th.Tensor | None:
+        """An extra term of the actor loss in the reference loop (autograd, on ``self.actor``); None: none."""
+        return None
+
+    def _fast_actor_loss_term(
+        self, obs: th.Tensor, q_pi: th.Tensor, mean: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor] | None:
+        """The same term in the fast update: ``(value, its gradient with respect to the actor's Gaussian mean)``;
+        None: none."""
+        return None
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         if self.defer_updates:
@@ -137,7 +145,7 @@ class _DelayedActorUpdates:
         self._update_learning_rate(optimizers)
 
         critic_losses, actor_losses, ent_coef_losses, ent_coefs = [], [], [], []
-        self._anchor_distances: list[th.Tensor] = []
+        self._extra_logs = {}
         # Frozen during the actor's backward pass; parameters shared with the actor (a shared features
         # extractor) keep learning from the actor loss.
         actor_params = {id(p) for p in self.actor.parameters()}
@@ -169,8 +177,9 @@ class _DelayedActorUpdates:
                 try:
                     q_pi = self._actor_q(data.observations, actions_pi)
                     actor_loss = (ent_coef * log_prob - q_pi).mean()
-                    if self.actor_anchor is not None and self.anchor_weight > 0:
-                        actor_loss = actor_loss + self._anchor_loss(data.observations, q_pi)
+                    term = self._actor_loss_term(data.observations, q_pi)
+                    if term is not None:
+                        actor_loss = actor_loss + term
                     self.actor.optimizer.zero_grad()
                     actor_loss.backward()
                 finally:
@@ -197,15 +206,9 @@ class _DelayedActorUpdates:
             self.logger.record("train/actor_loss", _mean(actor_losses))
         if ent_coef_losses:
             self.logger.record("train/ent_coef_loss", _mean(ent_coef_losses))
-        if self._anchor_distances:
-            self.logger.record("train/anchor_distance", _mean(self._anchor_distances))
-
-    def _anchor_loss(self, obs: th.Tensor, q_pi: th.Tensor) -> th.Tensor:
-        with th.no_grad():
-            anchor = self.actor_anchor(obs, deterministic=True)
-        distance = (self.actor(obs, deterministic=True) - anchor).pow(2).sum(dim=1).mean()
-        self._anchor_distances.append(distance.detach())
-        return self.anchor_weight * q_pi.abs().mean().detach() * distance
+        for key, values in self._extra_logs.items():
+            if values:
+                self.logger.record(key, _mean(values))
 
     # ---- the fast update ------------------------------------------------------------------------------
 
@@ -282,7 +285,7 @@ class _DelayedActorUpdates:
         critic_step, actor_step = fast.AdamStep(self.critic.optimizer), fast.AdamStep(self.actor.optimizer)
         ent_coef_step = fast.AdamStep(self.ent_coef_optimizer) if self.ent_coef_optimizer is not None else None
         critic_losses, actor_losses, ent_coef_losses, ent_coefs = [], [], [], []
-        self._anchor_distances = []
+        self._extra_logs = {}
         with th.no_grad():
             for step, data in enumerate(self._sampled_batches(gradient_steps, batch_size)):
                 discounts = data.discounts if data.discounts is not None else self.gamma
@@ -321,9 +324,10 @@ class _DelayedActorUpdates:
                     q_pi, q_grads = self._fast_actor_q(q_values, -1.0 / batch)
                     actor_loss = (ent_coef * log_prob - q_pi).mean()
                     grad_mean = None
-                    if self.actor_anchor is not None and self.anchor_weight > 0:
-                        anchor_loss, grad_mean = self._fast_anchor(obs, q_pi, actor_cache["mean"])
-                        actor_loss = actor_loss + anchor_loss
+                    term = self._fast_actor_loss_term(obs, q_pi, actor_cache["mean"])
+                    if term is not None:
+                        term_value, grad_mean = term
+                        actor_loss = actor_loss + term_value
                     action_columns = slice(obs.shape[1], None)
                     grad_action = None
                     for net, c, grad in zip(plan.critics, caches, q_grads, strict=True):
@@ -350,7 +354,7 @@ class _DelayedActorUpdates:
             "train/critic_loss": critic_losses,
             "train/actor_loss": actor_losses,
             "train/ent_coef_loss": ent_coef_losses,
-            "train/anchor_distance": self._anchor_distances,
+            **self._extra_logs,
         }
         # One read-back for all the means; ent_coef and critic_loss are recorded even when empty (NaN), as in
         # the reference loop
@@ -360,17 +364,6 @@ class _DelayedActorUpdates:
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for key, value in zip(logged, means.tolist(), strict=True):
             self.logger.record(key, value)
-
-    def _fast_anchor(self, obs: th.Tensor, q_pi: th.Tensor, mean: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """:meth:`_anchor_loss` on the actor's Gaussian mean, and its gradient with respect to that mean."""
-        anchor = self.actor_anchor(obs, deterministic=True)
-        deterministic = th.tanh(mean)  # the actor's deterministic action
-        diff = deterministic - anchor
-        distance = diff.square().sum(dim=1).mean()
-        self._anchor_distances.append(distance)
-        scale = self.anchor_weight * q_pi.abs().mean()
-        grad_mean = th.ops.aten.tanh_backward(diff * (2 * scale / obs.shape[0]), deterministic)
-        return scale * distance, grad_mean
 
 
 def _mean(values: list[th.Tensor]) -> float:

@@ -95,7 +95,8 @@ def build_a1_spec(contract: TaskContract, *, friction: float | None = None) -> m
     # PhysX (Isaac Lab's backend for this task) has rigid Coulomb friction; MuJoCo's soft contacts let
     # loaded feet creep. Elliptic cones with impratio 10 cut the hip drift of a standing A1 over 10 s
     # from ~0.10 rad (pyramidal, impratio 1) to ~0.025 rad at the same cost while standing; with random
-    # actions (robots on the ground, many contacts) a policy step costs ~28% more. Measured for issue 2.
+    # actions (robots on the ground, many contacts) a policy step costs ~28% more (measured on
+    # this project's 2-core CPU box).
     spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     spec.option.impratio = 10.0
     mu = contract.randomization.static_friction_range[0] if friction is None else friction

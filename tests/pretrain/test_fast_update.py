@@ -205,19 +205,6 @@ def test_adamw_with_weight_decay(env):
         _assert_same_update(new, ref, _train(new, 1), _train(ref, 1))
 
 
-def test_fine_tuning_anchor_term(env):
-    new, ref = _pair("sac", env)
-    anchor = copy.deepcopy(new.actor).requires_grad_(False)
-    with th.no_grad():
-        for p in anchor.parameters():
-            p.add_(0.05 * th.randn_like(p))
-    for model in (new, ref):
-        model.actor_anchor, model.anchor_weight = copy.deepcopy(anchor), 0.5
-    logged_new, logged_ref = _train(new, 1), _train(ref, 1)
-    _assert_same_update(new, ref, logged_new, logged_ref)
-    assert abs(logged_new["train/anchor_distance"] - logged_ref["train/anchor_distance"]) <= 1e-5
-
-
 # ---- where the fast update applies -------------------------------------------------------------------
 
 
