@@ -97,13 +97,15 @@ class ActionBounds:
         """Map normalized actions in [-1, 1] to raw units."""
         low = np.asarray(self.low)
         high = np.asarray(self.high)
-        return low + (np.asarray(action) + 1.0) * 0.5 * (high - low)
+        raw: np.ndarray = low + (np.asarray(action) + 1.0) * 0.5 * (high - low)
+        return raw
 
     def to_normalized(self, raw: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`to_raw`."""
         low = np.asarray(self.low)
         high = np.asarray(self.high)
-        return 2.0 * (np.asarray(raw) - low) / (high - low) - 1.0
+        normalized: np.ndarray = 2.0 * (np.asarray(raw) - low) / (high - low) - 1.0
+        return normalized
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,8 @@ class TaskContract:
     def clamp_joint_targets(self, targets: np.ndarray) -> np.ndarray:
         """Joint targets (..., num_joints) clamped to :meth:`joint_target_limits`."""
         limits = self.joint_target_limits()
-        return np.clip(targets, limits[:, 0], limits[:, 1])
+        clamped: np.ndarray = np.clip(targets, limits[:, 0], limits[:, 1])
+        return clamped
 
     def raw_target_limits(self) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`joint_target_limits` in raw action units (low, high): bounds beyond them are dead range."""
@@ -367,7 +370,10 @@ class TaskContract:
             if type(version) is not int or version != SCHEMA_VERSION:
                 raise ContractError(f"schema_version {version!r} is not supported (this code reads {SCHEMA_VERSION})")
             joints = tuple(doc["joint_names"])
-            per_joint = lambda key: tuple(float(doc[key][j]) for j in joints)  # noqa: E731
+
+            def per_joint(key: str) -> tuple[float, ...]:
+                return tuple(float(doc[key][j]) for j in joints)
+
             bounds = doc["action_bounds"]
             contract = cls(
                 name=str(doc["name"]),

@@ -40,11 +40,13 @@ class Mirror:
 
     def joints(self, x: np.ndarray) -> np.ndarray:
         """Mirror joint-space values (angles relative to a mirror-symmetric pose, velocities, raw actions)."""
-        return x[..., self.joint_perm] * self.joint_sign
+        mirrored: np.ndarray = x[..., self.joint_perm] * self.joint_sign
+        return mirrored
 
     def obs(self, obs: np.ndarray) -> np.ndarray:
         """Mirror raw (unnormalized) observations laid out as the contract's ``obs_terms``."""
-        return obs[..., self.obs_perm] * self.obs_sign
+        mirrored: np.ndarray = obs[..., self.obs_perm] * self.obs_sign
+        return mirrored
 
 
 def joint_mirror(joint_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -205,11 +205,11 @@ class A1MujocoVecEnv(VecEnv):
         self, env_ids: Sequence[int], qpos: np.ndarray | None = None, qvel: np.ndarray | None = None
     ) -> None:
         """Overwrite full qpos/qvel rows of some envs (tests, drops, scripted pushes)."""
-        env_ids = np.asarray(env_ids)
+        ids = np.asarray(env_ids)
         if qpos is not None:
-            self.state[env_ids, self._qpos_start : self._qvel_start] = qpos
+            self.state[ids, self._qpos_start : self._qvel_start] = qpos
         if qvel is not None:
-            self.state[env_ids, self._qvel_start : self._qvel_start + self._nv] = qvel
+            self.state[ids, self._qvel_start : self._qvel_start + self._nv] = qvel
 
     def snapshot(self, env_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Body-frame quantities of the current state, for all envs or the rows ``env_ids``."""
@@ -253,6 +253,7 @@ class A1MujocoVecEnv(VecEnv):
 
     def _step(self) -> VecEnvStepReturn:
         c = self.contract
+        assert self._actions is not None, "step_async() sets the actions first"
         self.prev_action_raw, self.action_raw = self.action_raw, c.action_bounds.to_raw(self._actions)
         # The contract's target rule (soft joint limits), the same clamp the robot's safety layer applies.
         targets = c.clamp_joint_targets(c.raw_joint_targets(self.action_raw))

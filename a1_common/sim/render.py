@@ -54,8 +54,8 @@ def _ensure_gl_backend() -> str:
     have = getattr(gl_context, "_MUJOCO_GL", want)
     if have != want and sys.platform.startswith("linux") and want in ("egl", "osmesa"):
         # mujoco chose its backend at import time (before MUJOCO_GL was set); switch to the requested one.
-        gl_context.GLContext = importlib.import_module(f"mujoco.{want}").GLContext
-        gl_context._MUJOCO_GL = want
+        setattr(gl_context, "GLContext", importlib.import_module(f"mujoco.{want}").GLContext)  # noqa: B010
+        setattr(gl_context, "_MUJOCO_GL", want)  # noqa: B010 (module attributes mypy cannot see)
     return want
 
 
@@ -90,7 +90,7 @@ def _urdf_visual_meshes(path: str) -> list[tuple[str, str, np.ndarray, np.ndarra
                 filename = filename.split("/", 3)[-1]
             out.append(
                 (
-                    link.get("name"),
+                    link.get("name", ""),
                     os.path.join(base, filename),
                     np.array([float(v) for v in xyz.split()]),
                     _rpy_quat([float(v) for v in rpy.split()]),
@@ -155,7 +155,7 @@ def _decorate(spec: mujoco.MjSpec, width: int, height: int) -> None:
 def _add_meshes(spec: mujoco.MjSpec) -> int:
     """Add the URDF's visual OBJ meshes to ``spec`` (non-colliding, massless); returns how many."""
     visuals = _urdf_visual_meshes(urdf_path())
-    added_mesh: dict[str, str] = {}
+    added_mesh: dict[tuple[str, tuple[float, ...]], str] = {}
     count = 0
     for link, file, pos, quat, scale in visuals:
         body = spec.body(link)
