@@ -27,9 +27,8 @@ def fsync_path(path: str | Path) -> None:
 
 @contextmanager
 def replacing(path: str | Path, tmp_name: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block ends normally, what was written there (a file
-    or a folder) is fsynced and renamed onto ``path``. On an exception ``path`` is untouched and the temporary
-    file is removed (a folder is left for the caller's clean-up of stale temporaries)."""
+    """Yield a temporary path beside ``path``; when the block ends normally, the file written there is fsynced
+    and renamed onto ``path``. On an exception ``path`` is untouched and the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(tmp_name or f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")

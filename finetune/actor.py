@@ -57,6 +57,16 @@ from robot_bridge.control import PolicyLoop
 from robot_bridge.observation import projected_gravity_from_xyzw
 from robot_bridge.safety import SafetyController, SafetyStatus, StateSample
 
+CHOICES: dict[str, tuple[str, ...]] = {"command_mode": ("fixed", "sample"), "on_learner_lost": ("keep", "stand")}
+"""The loop's settings that take one of a few names."""
+
+
+def check_choices(values: dict[str, Any], what: str = "") -> None:
+    """Raise ``ValueError`` naming the first of :data:`CHOICES` whose value in ``values`` is not allowed."""
+    for name, allowed in CHOICES.items():
+        if values[name] not in allowed:
+            raise ValueError(f"{what}{name} must be one of {allowed}, got {values[name]!r}")
+
 
 class EpisodeEnd(enum.Enum):
     FALL = "fall"
@@ -181,10 +191,7 @@ class FinetuneLoop(PolicyLoop):
         log: Callable[[str], None] = print,
     ) -> None:
         super().__init__(runner, safety, initial_command)
-        if command_mode not in ("fixed", "sample"):
-            raise ValueError(f"command_mode must be 'fixed' or 'sample', got {command_mode!r}")
-        if on_learner_lost not in ("keep", "stand"):
-            raise ValueError(f"on_learner_lost must be 'keep' or 'stand', got {on_learner_lost!r}")
+        check_choices({"command_mode": command_mode, "on_learner_lost": on_learner_lost})
         c = self.contract
         self.client = client
         self.explore = explore

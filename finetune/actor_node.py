@@ -24,7 +24,7 @@ from std_srvs.srv import Trigger
 
 from a1_contract import ContractError
 from deploy.runner import PolicyFileError
-from finetune.actor import FinetuneLoop
+from finetune.actor import FinetuneLoop, check_choices
 from robot_bridge import qos
 from robot_bridge.observation import MissingJointsError
 from robot_bridge.params import Param
@@ -58,7 +58,6 @@ FINETUNE_PARAMS: tuple[Param, ...] = (
     ),
 )
 PARAMS: tuple[Param, ...] = POLICY_PARAMS + FINETUNE_PARAMS
-_CHOICES = {"command_mode": ("fixed", "sample"), "on_learner_lost": ("keep", "stand")}
 
 
 class FinetuneActorNode(PolicyNode):
@@ -71,8 +70,7 @@ class FinetuneActorNode(PolicyNode):
         self._reset_client = None
         self._reset_pending = False
         super().__init__(**kwargs)
-        p = {param.name: self.get_parameter(param.name).value for param in FINETUNE_PARAMS}
-        sensors = self._sensors
+        p, sensors = self.params, self._sensors
         self._subscribe_odom()
         self.create_subscription(Float64MultiArray, "foot_contacts", self._on_feet, qos.SENSOR, callback_group=sensors)
         self._finetune_pub = self.create_publisher(String, "~/finetune", qos.STATUS)
@@ -87,9 +85,7 @@ class FinetuneActorNode(PolicyNode):
 
     # ---- the loop -----------------------------------------------------------------------------
     def _make_loop(self, p: dict, runner, safety: SafetyController) -> FinetuneLoop:
-        for name, allowed in _CHOICES.items():
-            if p[name] not in allowed:  # before the client starts a thread
-                raise ValueError(f"parameter {name} must be one of {allowed}, got {p[name]!r}")
+        check_choices(p, "parameter ")  # before the client starts a thread
         if p["learner_endpoint"]:
             from finetune.transport import ActorClient  # pyzmq only with a learner
 

@@ -95,7 +95,8 @@ class PolicyNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("policy_node", **kwargs)
-        p = declare(self, self.PARAMS)
+        p = self.params = declare(self, self.PARAMS)
+        """Every parameter's value, read once at start (the parameters are read-only)."""
         try:
             if not p["policy_path"]:
                 raise PolicyFileError("parameter policy_path is required (an ONNX file from deploy.export)")
