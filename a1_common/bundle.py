@@ -65,7 +65,9 @@ class ObsNorm:
     epsilon: float
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
-        return np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs)
+        scaled = (obs - self.mean) / np.sqrt(self.var + self.epsilon)
+        normalized: np.ndarray = np.clip(scaled, -self.clip_obs, self.clip_obs)
+        return normalized
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as f:
@@ -333,4 +335,5 @@ class BundlePolicy:
     def __call__(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         normalized = self.files.obs_norm.normalize(np.asarray(obs, dtype=np.float64)).astype(np.float32)
         actions, _ = self.model.predict(normalized, deterministic=deterministic)
-        return np.clip(actions, -1.0, 1.0)
+        clipped: np.ndarray = np.clip(actions, -1.0, 1.0)
+        return clipped

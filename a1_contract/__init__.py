@@ -4,16 +4,16 @@ Every stage (pretrain, deploy, robot_bridge, finetune) imports its joint order, 
 observation layout, action bounds and rates from here; none re-declares them.
 """
 
-from a1_contract.contract import (
-    SCHEMA_VERSION,
+from a1_contract.components import (
     ActionBounds,
     CommandRanges,
     ContractError,
     DomainRandomization,
     ObsTerm,
-    TaskContract,
     Terminations,
 )
+from a1_contract.contract import TaskContract
+from a1_contract.document import SCHEMA_VERSION
 from a1_contract.variants import (
     DEFAULT_VARIANT,
     VARIANTS,

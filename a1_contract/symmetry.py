@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from a1_contract.contract import ContractError, TaskContract
+from a1_contract.components import ContractError
+from a1_contract.contract import TaskContract
 
 _SWAP = {"FL": "FR", "FR": "FL", "RL": "RR", "RR": "RL"}
 _SIGN_BY_JOINT_TYPE = {"hip": -1.0, "thigh": 1.0, "calf": 1.0}

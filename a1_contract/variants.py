@@ -11,15 +11,15 @@ from collections.abc import Callable
 import numpy as np
 
 from a1_contract import robot
-from a1_contract.contract import (
+from a1_contract.components import (
     ActionBounds,
     CommandRanges,
     ContractError,
     DomainRandomization,
     ObsTerm,
-    TaskContract,
     Terminations,
 )
+from a1_contract.contract import TaskContract
 
 ISAACLAB3_TASK_ID = "IsaacContrib-Velocity-Flat-UnitreeA1"
 ISAACLAB2_TASK_ID = "Isaac-Velocity-Flat-Unitree-A1-v0"

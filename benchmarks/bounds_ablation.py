@@ -20,7 +20,7 @@ Writes to ``--out`` (default runs/bounds_ablation), run directories ``<algo>/<me
   vs SAC's tanh(N(0, ``--sac-std``)) rescaled to each method's bounds, per joint group (hip, thigh, calf),
   the bounds and the joint-target limits marked;
 * ``actions_after_training.png`` (and ``<run>/actions_final.png`` per joint): the final policy's actions over a
-  grid evaluation (``pretrain/evaluate.py``, the trained condition) against the bounds.
+  grid evaluation (``pretrain/evaluate_grid.py``, the trained condition) against the bounds.
 
 Prints a progress line per finished run, a table, and last one JSON line: per run label (``sac/<method>``) the
 tracking error, return and falls of the grid evaluation (mean over seeds), the time under ``--threshold`` on the
@@ -49,7 +49,13 @@ import numpy as np
 
 from a1_common.cli import ArgumentParser, UsageError, run_main
 from a1_contract import ActionBounds, TaskContract
-from pretrain.action_diagnostics import bounds_usage, initial_distributions, plot_action_histograms
+from pretrain.action_diagnostics import (
+    bounds_usage,
+    initial_distributions,
+    initial_stats,
+    plot_action_histograms,
+    plot_groups,
+)
 from pretrain.config import DEFAULT_PRESET
 from pretrain.curves import plot_curves, read_curve
 
@@ -78,12 +84,15 @@ METHODS: dict[str, list[str]] = {
     "default": [],  # the project's: ppo_percentile clipped to the joint-target limits
 }
 WIDE = "symmetric_100"
-GROUPS = ("hip", "thigh", "calf")
 
 
-def train_command(algo: str, method: str, minutes: float, seed: int, out: Path, condition: str = "nominal") -> list:
-    """The real training CLI for one run: the algorithm's preset, one core, the method's bounds flags."""
-    return time_to_walk.train_command(algo, DEFAULT_PRESET[algo], minutes, seed, out, condition) + METHODS[method]
+def train_command(
+    algo: str, method: str, minutes: float, seed: int, out: Path, condition: str = "nominal", timesteps: int = 0
+) -> list:
+    """The real training CLI for one run: the algorithm's preset, one core, the method's bounds flags; with
+    ``timesteps`` the run also stops after that many transitions (whichever limit comes first)."""
+    cmd = time_to_walk.train_command(algo, DEFAULT_PRESET[algo], minutes, seed, out, condition) + METHODS[method]
+    return cmd + (["--timesteps", str(timesteps)] if timesteps else [])
 
 
 def method_bounds(method: str, algo: str = "sac") -> tuple[ActionBounds, TaskContract]:
@@ -97,95 +106,10 @@ def method_bounds(method: str, algo: str = "sac") -> tuple[ActionBounds, TaskCon
     return resolve_bounds(config.bounds, contract), contract
 
 
-def group_columns(joint_names: tuple[str, ...] | list[str]) -> dict[str, list[int]]:
-    return {g: [i for i, name in enumerate(joint_names) if f"_{g}" in name] for g in GROUPS}
-
-
-def initial_stats(bounds: ActionBounds, contract: TaskContract, d: dict[str, np.ndarray]) -> dict:
-    """How far PPO's and SAC's first actions go in raw units, per joint group, and how many stay in the joints' range.
-
-    ``sac_within_targets``: share of SAC's initial raw actions inside the contract's joint-target limits (beyond
-    them the target is clamped: dead range). ``sac_warmup``: the uniform actions of the first ``learning_starts``.
-    ``d``: samples from :func:`pretrain.action_diagnostics.initial_distributions` for ``bounds``.
-    """
-    lo, hi = contract.raw_target_limits()
-    inside = {k: float(((v >= lo) & (v <= hi)).mean()) for k, v in d.items()}
-    cols = group_columns(contract.joint_names)
-    p95 = {
-        g: {k: [round(float(q), 3) for q in np.percentile(d[k][:, c], [2.5, 97.5])] for k in ("ppo", "sac")}
-        for g, c in cols.items()
-    }
-    return {
-        "bounds": bounds.method,
-        "low": [round(float(v), 3) for v in bounds.low],
-        "high": [round(float(v), 3) for v in bounds.high],
-        "sac_within_targets": round(inside["sac"], 4),
-        "sac_warmup_within_targets": round(inside["sac_warmup"], 4),
-        "ppo_within_targets": round(inside["ppo"], 4),
-        "p2_5_p97_5": p95,
-    }
-
-
-def _symlog_edges(limit: float, bins: int) -> np.ndarray:
-    top = math.log1p(limit)
-    y = np.linspace(-top, top, bins + 1)
-    return np.sign(y) * np.expm1(np.abs(y))
-
-
-def plot_groups(
-    rows: dict[str, tuple[ActionBounds, dict[str, np.ndarray]]],
-    contract: TaskContract,
-    out_png: Path,
-    title: str,
-    bins: int = 100,
-) -> Path:
-    """One row per label, one column per joint group: pooled histograms of raw actions (symlog x), the group's
-    bounds (red: per joint), and the joint-target limits (grey)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    cols = group_columns(contract.joint_names)
-    t_lo, t_hi = contract.raw_target_limits()
-    fig = Figure(figsize=(15.0, 2.3 * len(rows) + 0.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), len(GROUPS), squeeze=False)
-    colors = ("tab:orange", "tab:blue", "tab:green")
-    for r, (label, (bounds, series)) in enumerate(rows.items()):
-        low, high = np.asarray(bounds.low), np.asarray(bounds.high)
-        for c, group in enumerate(GROUPS):
-            ax, j = axes[r, c], cols[group]
-            data = {name: np.asarray(v)[:, j].ravel() for name, v in series.items()}
-            limit = 1.15 * max([np.abs(low[j]).max(), np.abs(high[j]).max(), np.abs(t_lo[j]).max(), t_hi[j].max()]
-                               + [np.percentile(np.abs(v), 99.9) for v in data.values() if v.size])  # fmt: skip
-            edges = _symlog_edges(limit, bins)
-            for color, (name, values) in zip(colors, data.items(), strict=False):
-                if values.size:
-                    weights = np.full(values.size, 1 / values.size)
-                    ax.hist(values, edges, weights=weights, histtype="stepfilled", alpha=0.55, color=color, label=name)
-            for k, (a, b) in enumerate(zip(low[j], high[j], strict=True)):
-                ax.axvline(a, color="tab:red", ls="--", lw=1, label="bounds" if k == 0 else None)
-                ax.axvline(b, color="tab:red", ls="--", lw=1)
-            ax.axvline(t_lo[j].min(), color="grey", ls=":", lw=1.2, label="joint-target limits")
-            ax.axvline(t_hi[j].max(), color="grey", ls=":", lw=1.2)
-            ax.set_xscale("symlog", linthresh=1.0)
-            ax.set_xlim(-limit, limit)
-            ax.set_title(f"{label}: {group}", fontsize=9)
-            if c == 0:
-                ax.set_ylabel("fraction")
-    for ax in axes[-1]:
-        ax.set_xlabel("raw action (x 0.25 = rad from the default pose), symlog")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
-    fig.suptitle(title)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
-    return out_png
-
-
 def evaluate_run(run: Path, condition: str, robots: int, seconds: float) -> dict:
     """Grid evaluation of the run's final checkpoint under ``condition``, recording the actions it takes."""
     from a1_common.bundle import BundlePolicy
-    from pretrain.evaluate import DEFAULT_GRID, evaluate_condition
+    from pretrain.evaluate_grid import DEFAULT_GRID, evaluate_condition
 
     policy = BundlePolicy(run / "checkpoints" / "latest")
     taken: list[np.ndarray] = []
@@ -234,7 +158,7 @@ def train_all(runs: list[tuple[str, str, int]], args) -> dict[str, int]:
             algo, method, seed = pending.pop(0)
             out = run_dir(Path(args.out), algo, method, seed)
             out.parent.mkdir(parents=True, exist_ok=True)
-            cmd = train_command(algo, method, args.minutes, seed, out, args.conditions)
+            cmd = train_command(algo, method, args.minutes, seed, out, args.conditions, args.timesteps)
             if args.overwrite:
                 cmd.append("--overwrite")
             log = open(out.parent / f"seed{seed}.log", "w")  # noqa: SIM115 (closed when the run ends)
@@ -352,8 +276,9 @@ def report(algos: list[str], methods: list[str], seeds: list[int], args) -> dict
         plot_groups(finals, contract, figures[-1], f"Final policy's actions vs bounds ({args.conditions} grid)")
     print_table(results)
     print(f"\nfigures: {', '.join(map(str, figures))}")
-    return {**headline(results, algos), "minutes": args.minutes, "conditions": args.conditions, "seeds": seeds,
-            "threshold": args.threshold, "methods": results, "initial": initial}  # fmt: skip
+    return {**headline(results, algos), "minutes": args.minutes, "timesteps": args.timesteps,
+            "conditions": args.conditions, "seeds": seeds, "threshold": args.threshold, "methods": results,
+            "initial": initial}  # fmt: skip
 
 
 def print_table(results: dict[str, dict]) -> None:
@@ -383,6 +308,11 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated (--list)")
     parser.add_argument("--algos", default="sac", help="comma-separated: sac, tqc")
     parser.add_argument("--minutes", type=float, default=30.0, help="training wall-clock per run")
+    parser.add_argument(
+        "--timesteps", type=int, default=0,
+        help="also stop each run after this many transitions: the same samples for every method when the box is"
+        " shared (wall-clock budgets then favour the runs that had the CPU to themselves); 0: wall-clock only",
+    )  # fmt: skip
     parser.add_argument("--seeds", default="0", help="comma-separated integers")
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once (one core each)")
     parser.add_argument(
@@ -432,7 +362,8 @@ def _main(argv: list[str]) -> int:
         if busy and not args.overwrite:
             raise UsageError(f"run directories already there: {', '.join(busy)} (--analyze {args.out}, or --overwrite)")
         wall = math.ceil(len(runs) / args.jobs) * args.minutes
-        print(f"{len(runs)} runs x {args.minutes:g} min, {args.jobs} at a time: ~{wall:.0f} min of training")
+        limit = f"{args.timesteps:,} steps or {args.minutes:g} min" if args.timesteps else f"{args.minutes:g} min"
+        print(f"{len(runs)} runs x {limit}, {args.jobs} at a time: at most ~{wall:.0f} min of training")
         codes = train_all(runs, args)
     result = report(algos, methods, seeds, args)
     print(json.dumps(result))

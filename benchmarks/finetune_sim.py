@@ -77,9 +77,10 @@ def evaluate(model, obs_norm, contract, gap: dict, num_envs: int, steps: int = 5
 
 
 def main() -> int:
-    from finetune.learner import Learner, LearnerConfig
+    from finetune.learner import Learner
+    from finetune.learner_config import LearnerConfig
+    from finetune.messages import TransitionBatch
     from finetune.pipeline import DEFAULT_BUNDLE
-    from finetune.protocol import TransitionBatch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", default=DEFAULT_BUNDLE)

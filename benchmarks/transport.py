@@ -46,7 +46,7 @@ def progress(message: str) -> None:
 
 def serve(keys: str, contract_hash: str, conn) -> None:
     """Learner process: serve until told to stop; publish on request with the publish time in the payload."""
-    from finetune.protocol import PolicyUpdate
+    from finetune.messages import PolicyUpdate
     from finetune.transport import LearnerServer
 
     server = LearnerServer(

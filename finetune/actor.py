@@ -15,47 +15,37 @@ onnxruntime only, no torch).
 
 With ``score_ground_truth`` (emulator only) a referee scores every step too: a second
 :class:`~finetune.reward.RobotReward` fed from the emulator's noise-free ``ground_truth/*`` topics (``on_truth_*``;
-the foot forces are shared, the emulator adds no noise to them), for :attr:`EpisodeRecord.true_ret`. The learner
-still gets the measured reward: a real robot has no ground truth. A step without fresh ground truth (none yet, or
-older than the safety watchdog's timeout) leaves its episode without a true return, never with an invented one.
+the foot forces are shared, the emulator adds no noise to them), for
+:attr:`~finetune.episodes.EpisodeRecord.true_ret`. The learner still gets the measured reward: a real robot has no
+ground truth. A step without fresh ground truth (none yet, or older than the safety watchdog's timeout) leaves its
+episode without a true return, never with an invented one.
 
-Episode protocol (what the learner sees):
+Episodes end as :mod:`finetune.episodes` lays out (what the learner sees). A transition whose next state cannot be
+measured (non-finite state, no state) is dropped and counted, never invented. A new episode also resamples the
+velocity command when ``command_mode`` is ``sample``.
 
-=====================  ==========  ==========  ================================================================
-end                    terminated  truncated   when
-=====================  ==========  ==========  ================================================================
-``fall``               1           0           the safety layer latches ``fallen`` (tilt); the next obs is the
-                                               fallen state; the robot is then reset (emulator service) or
-                                               stood up, and a new episode starts after the soft start
-``timeout``            0           1           ``episode_steps`` transitions (the contract's episode length)
-``operator``           0           1           the operator called ``~/reset`` (or ``end_episode("operator")``)
-``interrupted``        0           1           any other stop of the policy with a usable state (e-stop,
-                                               stale sensors, learner lost in ``stand`` mode)
-=====================  ==========  ==========  ================================================================
-
-A transition whose next state cannot be measured (non-finite state, no state) is dropped and counted, never
-invented. A new episode also resamples the velocity command when ``command_mode`` is ``sample``.
+The tick is :meth:`PolicyLoop.tick <robot_bridge.control.PolicyLoop.tick>`; this loop chooses the action
+(``_policy_targets``) and adds its bookkeeping before and after the safety layer's step (``_before_step``,
+``_after_step``).
 """
 
 from __future__ import annotations
 
-import enum
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from a1_common.atomic import atomic_write
-from a1_contract import ContractError
-from deploy.runner import PolicyFileError, PolicyRunner
+from deploy.runner import PolicyRunner
+from finetune.episodes import ActorStats, EpisodeEnd, EpisodeRecord
+from finetune.policy_loader import PolicyLoader
 from finetune.reward import RobotReward
 from robot_bridge.control import PolicyLoop
 from robot_bridge.observation import projected_gravity_from_xyzw
-from robot_bridge.safety import SafetyController, SafetyStatus, StateSample
+from robot_bridge.safety import SafetyController, SafetyDecision, SafetyStatus, StateSample
 
 CHOICES: dict[str, tuple[str, ...]] = {"command_mode": ("fixed", "sample"), "on_learner_lost": ("keep", "stand")}
 """The loop's settings that take one of a few names."""
@@ -66,98 +56,6 @@ def check_choices(values: dict[str, Any], what: str = "") -> None:
     for name, allowed in CHOICES.items():
         if values[name] not in allowed:
             raise ValueError(f"{what}{name} must be one of {allowed}, got {values[name]!r}")
-
-
-class EpisodeEnd(enum.Enum):
-    FALL = "fall"
-    TIMEOUT = "timeout"
-    OPERATOR = "operator"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def terminated(self) -> bool:
-        return self is EpisodeEnd.FALL
-
-
-@dataclass
-class EpisodeRecord:
-    """One finished episode, for reports."""
-
-    index: int
-    steps: int
-    ret: float
-    end: str
-    policy_version: int
-    command: list[float]
-    terms: dict[str, float]
-    """Sum over the episode of each weighted term (times policy_dt): what made up the return."""
-    wall_time: float
-    true_ret: float | None = None
-    """The return the referee computed from the ground truth; None: no referee, or a step without ground truth."""
-    true_terms: dict[str, float] = field(default_factory=dict)
-    """``terms`` from the ground truth ({} when ``true_ret`` is None)."""
-
-
-@dataclass
-class ActorStats:
-    transitions: int = 0
-    dropped: int = 0
-    episodes: int = 0
-    falls: int = 0
-    policy_swaps: int = 0
-    policies_rejected: int = 0
-    policy_version: int = 0
-    learner_lost_ticks: int = 0
-    actions_bounded: int = 0
-    """Transitions in which the safety layer bounded the policy's targets (the stored action is the policy's)."""
-    transitions_by_version: dict[int, int] = field(default_factory=dict)
-    episode_log: list[EpisodeRecord] = field(default_factory=list)
-
-
-class PolicyLoader:
-    """Turns :class:`~finetune.protocol.PolicyUpdate` s from the client into loaded runners, off the control path.
-
-    Each update is written to ``policy_dir/policy_v<N>.onnx`` (atomically: a record of what ran on the robot),
-    loaded, and checked against the running contract; :meth:`take` hands the newest loaded one to the tick.
-    """
-
-    def __init__(self, client: Any, policy_dir: Path, expected_contract: Any, log: Callable[[str], None]) -> None:
-        self.client = client
-        self.dir = Path(policy_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.expected = expected_contract
-        self.log = log
-        self._ready: tuple[int, PolicyRunner, float] | None = None
-        self.rejected = 0
-        self.received_at: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="policy_loader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.002):
-            update = self.client.take_policy()
-            if update is None:
-                continue
-            received = time.monotonic()
-            path = self.dir / f"policy_v{update.version:05d}.onnx"
-            try:
-                atomic_write(path, update.onnx)
-                runner = PolicyRunner(path, expected_contract=self.expected)
-            except (PolicyFileError, ContractError, OSError) as exc:
-                self.rejected += 1
-                self.log(f"rejected policy version {update.version}: {exc}")
-                continue
-            self.received_at[update.version] = received
-            self._ready = (update.version, runner, received)
-
-    def take(self) -> tuple[int, PolicyRunner, float] | None:
-        ready, self._ready = self._ready, None
-        return ready
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
 
 
 @dataclass
@@ -292,10 +190,11 @@ class FinetuneLoop(PolicyLoop):
         self.fixed_command = self.command.copy()
 
     # ---- the tick -----------------------------------------------------------------------------
-    def tick(self, now: float):
+    def _before_step(self, state: StateSample | None) -> None:
+        """Before the safety layer steps: swap in a new policy, end the episode if asked or if the learner is lost."""
         if self.loader is not None:
             ready = self.loader.take()
-            if ready is not None:  # between ticks: the previous tick is over, the next has not begun
+            if ready is not None:  # between ticks: the previous tick is over, this one has not run the policy
                 version, runner, received = ready
                 self.runner, self.policy_version = runner, version
                 self.stats.policy_swaps += 1
@@ -303,7 +202,6 @@ class FinetuneLoop(PolicyLoop):
                 self.swap_times.append((version, received, time.monotonic()))
                 if self.client is not None:
                     self.client.set_policy_version(version)
-        state = self.state()
         if self._end_request is not None:
             if self._pending is None:  # no episode step in flight (the policy was not running): nothing to end
                 self._end_request = None
@@ -314,19 +212,20 @@ class FinetuneLoop(PolicyLoop):
             self.stats.learner_lost_ticks += 1
             if self.on_learner_lost == "stand" and self._pending is not None and state is not None:
                 self._close(state, EpisodeEnd.INTERRUPTED)
-        decision = self.safety.step(now, state, lambda: self._policy_targets(state))
+
+    def _after_step(self, state: StateSample | None, decision: SafetyDecision) -> None:
+        """After the safety layer's decision: count a bounded action; when the policy stopped, end the episode with
+        the pending transition (before the tick zeroes ``last_action``: the next obs holds the last action taken),
+        or drop it when the next state cannot be measured."""
         if decision.policy_ran and decision.command is not None and self._pending is not None:
             self._count_bounded(decision.command)
-        if decision.status is not SafetyStatus.RUNNING:
-            if self._pending is not None:  # before the reset below: the next obs holds the last action taken
-                if state is not None and _finite(state):
-                    end = EpisodeEnd.FALL if decision.status is SafetyStatus.FALLEN else EpisodeEnd.INTERRUPTED
-                    self._close(state, end)
-                else:
-                    self._pending = None
-                    self.stats.dropped += 1
-            self.last_action[:] = 0.0
-        return decision
+        if decision.status is not SafetyStatus.RUNNING and self._pending is not None:
+            if state is not None and _finite(state):
+                end = EpisodeEnd.FALL if decision.status is SafetyStatus.FALLEN else EpisodeEnd.INTERRUPTED
+                self._close(state, end)
+            else:
+                self._pending = None
+                self.stats.dropped += 1
 
     def _count_bounded(self, command: np.ndarray) -> None:
         """Count the ticks in which the safety layer changed the policy's targets (per-tick bound, joint limits).

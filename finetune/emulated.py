@@ -1,9 +1,10 @@
 """The fine-tuning actor on the emulated A1: emulator node + policy node (fine-tuning mode) over real rclpy.
 
-:func:`run_actor` is what ``launch/finetune_emulated.launch.py`` starts, in one process (CI and laptops without
-``ros2 launch``). The policy node explores, records transitions and, with a ``learner_endpoint``, streams them to
-the learner; after a fall it calls the emulator's ``~/reset`` service (a real robot stands up instead) and starts
-a new episode. Without a learner it only records, which is how returns are measured (``explore=False``).
+:func:`run_actor` is what ``launch/emulated.launch.py finetune:=true`` starts, in one process (CI and laptops
+without ``ros2 launch``): the actor's parameter files (``policy_node.yaml``, ``finetune_actor.yaml`` over it), then
+:func:`actor_params`. The policy node explores, records transitions and, with a ``learner_endpoint``, streams them
+to the learner; after a fall it calls the emulator's ``~/reset`` service (a real robot stands up instead) and
+starts a new episode. Without a learner it only records, which is how returns are measured (``explore=False``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from finetune.actor_node import FinetuneActorNode
 from robot_bridge.run_emulated import EmulatedGraph
 
 EMULATOR_RESET_SERVICE = "/emulator_node/reset"
+ACTOR_CONFIG = ("policy_node.yaml", "finetune_actor.yaml")
+"""The actor's parameter files (share/robot_bridge/config), as the launch files give them to ``finetune_actor``."""
 
 
 def actor_params(
@@ -85,7 +88,13 @@ def run_actor(
         raise ValueError("give seconds, episodes or until")
     policy_params = {**(safety_params or {}), **(params or actor_params())}
     with EmulatedGraph(
-        policy_path, command=command, speed=speed, gap=gap, policy_params=policy_params, policy_node=FinetuneActorNode
+        policy_path,
+        command=command,
+        speed=speed,
+        gap=gap,
+        policy_params=policy_params,
+        policy_node=FinetuneActorNode,
+        policy_config=ACTOR_CONFIG,
     ) as graph:
         node = graph.policy
         graph.wait_running()

@@ -23,143 +23,36 @@ towards actions that data never covers.
 Gradient steps run between socket polls at ``utd`` updates per real transition received (after
 ``learning_starts`` real transitions), so the robot never waits for the learner. Every ``publish_every`` updates
 the actor is exported to ONNX with :func:`deploy.export.export_model` (parity-checked, contract inside) and
-published; the actor swaps it in between two control ticks. Checkpoints (``out/checkpoints/update_<N>-<tag>/``, a
-``latest`` link) are full bundles plus ``real_buffer.npz`` (with each row's actor and sequence number) and
-``finetune_state.json`` (the exactly-once bookkeeping, counters, policy version); they are written atomically
-every ``checkpoint_every_s``, at the end and on SIGINT/SIGTERM, and only then are the actors told that their
-transitions are safe (``committed``), so a learner killed at any moment loses nothing an actor has not still
-spooled. The simulator buffer is not copied into checkpoints (it does not change): a checkpoint names its source
-bundle, and ``--resume`` reloads it from there.
+published; the actor swaps it in between two control ticks. Checkpoints (:mod:`finetune.learner_checkpoint`) are
+written atomically every ``checkpoint_every_s``, at the end and on SIGINT/SIGTERM, and only then are the actors told
+that their transitions are safe (``committed``), so a learner killed at any moment loses nothing an actor has not
+still spooled. Settings: :class:`~finetune.learner_config.LearnerConfig`; command line: :mod:`finetune.learner_cli`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import re
 import signal
 import sys
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch as th
 
-from a1_common.bundle import (
-    BUFFER_FILE,
-    BundleError,
-    CheckpointDir,
-    load_bundle_files,
-    load_replay_buffer,
-    resolve_bundle_dir,
-    save_replay_buffer,
-)
+from a1_common.bundle import BUFFER_FILE, BundleError, CheckpointDir, load_bundle_files, load_replay_buffer
 from finetune.buffers import FrozenObsNorm, MixedReplayBuffer, SpacesOnlyEnv, new_buffer, simulated_buffer
-from finetune.protocol import PolicyUpdate, TransitionBatch
+from finetune.learner_checkpoint import LearnerStats, read_checkpoint, restore_checkpoint, save_checkpoint
+from finetune.learner_config import LEARNER_CONFIG_FILE, LearnerConfig, resume_overrides
+from finetune.messages import PolicyUpdate, TransitionBatch
 from finetune.transport import LearnerServer, SequenceTracker
 
-REAL_BUFFER_FILE = "real_buffer.npz"
-REAL_SEQ_FILE = "real_seqs.npz"
-STATE_FILE = "finetune_state.json"
 SIM_BUFFER_FILE = "sim_buffer.npz"
 EXPORT_TOLERANCE = 1e-4
 """Max abs error (raw action units) between torch and onnxruntime for a published policy."""
-LEARNER_CONFIG_FILE = "learner_config.json"
-
-
-@dataclass
-class LearnerConfig:
-    """Everything the learner is started with (saved as ``learner_config.json`` in the run directory)."""
-
-    bundle: str = ""
-    """Pretraining bundle (or run directory) the model comes from; also where the simulator buffer is read."""
-    out: str = "runs/finetune"
-    """Run directory: checkpoints, policies, learner.csv, TensorBoard logs."""
-    endpoint: str = "tcp://*:5555"
-    """Where the learner listens (zmq endpoint)."""
-    keys: str = "keys"
-    """Key directory: ``learner.key_secret`` and ``authorized/`` with the actors' public keys."""
-    fresh: bool = False
-    """New networks (same config) instead of the bundle's weights: training from scratch on the robot."""
-    utd: float = 1.0
-    """Gradient steps per real transition received (update-to-data ratio)."""
-    real_fraction: float = 0.5
-    """Share of each batch sampled from the real buffer when the simulator buffer has data (0.5: symmetric)."""
-    use_sim_buffer: bool = True
-    """Sample from the bundle's simulator replay buffer (when it has one)."""
-    sim_fill: int = 50_000
-    """A bundle without a replay buffer (the committed reference): this many transitions of the bundle's own
-    (stochastic) policy in the embedded simulator, under its training conditions, become the simulator buffer;
-    written once to ``sim_buffer.npz`` in the run directory (a resume reads it back). 0: none."""
-    critic_warmup: int = 1000
-    """First gradient steps that update only the critics: the actor waits until they have seen real data."""
-    learning_rate: float = 0.0
-    """Learning rate of actor, critics and entropy coefficient; 0 = the bundle's."""
-    anchor_weight: float = 0.1
-    """Pull the actor towards the bundle's actor: weight of the squared distance of their deterministic actions,
-    relative to the batch's mean |Q| (TD3+BC's scaling); 0 = plain SAC/TQC. Not used with ``fresh``."""
-    learning_starts: int = 200
-    """Real transitions received before the first gradient step."""
-    batch_size: int = 0
-    """Batch size; 0 = the bundle's."""
-    publish_every: int = 250
-    """Gradient steps between policy updates sent to the actors."""
-    checkpoint_every_s: float = 60.0
-    """Seconds between checkpoints (also written at the end and on SIGINT/SIGTERM)."""
-    real_buffer_size: int = 200_000
-    """Capacity of the real-transition buffer."""
-    max_updates_per_poll: int = 8
-    """Gradient steps between two socket polls (bounds the latency of acks and heartbeats)."""
-    minutes: float = 0.0
-    """Stop after this many minutes of wall-clock (0: run until stopped)."""
-    max_updates: int = 0
-    """Stop after this many gradient steps in this process (0: no limit)."""
-    torch_threads: int = 1
-    seed: int = 0
-
-    def problems(self, *, check_keys: bool = True) -> list[str]:
-        """What is wrong with these settings, one phrase each (empty: fine); checked before anything starts."""
-        out = []
-        for name in ("minutes", "max_updates", "sim_fill", "critic_warmup", "learning_rate", "batch_size",
-                     "anchor_weight", "learning_starts"):  # fmt: skip
-            value = getattr(self, name)
-            if not value >= 0:
-                out.append(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-        for name in ("utd", "publish_every", "checkpoint_every_s", "real_buffer_size", "max_updates_per_poll"):
-            value = getattr(self, name)
-            if not value > 0:
-                out.append(f"--{name.replace('_', '-')} must be > 0, got {value}")
-        if not 0.0 <= self.real_fraction <= 1.0:
-            out.append(f"--real-fraction must be in [0, 1], got {self.real_fraction}")
-        if not re.fullmatch(r"tcp://[^:/\s]+:(\d+|\*)|ipc://\S+|inproc://\S+", self.endpoint):
-            out.append(f"--endpoint {self.endpoint!r} is not a zmq endpoint (e.g. tcp://*:5555, ipc:///tmp/learner)")
-        secret = Path(self.keys) / "learner.key_secret"
-        if check_keys and not secret.is_file():
-            out.append(f"--keys {self.keys}: no {secret.name} there (make one: python -m finetune keys --out "
-                       f"{self.keys} --name learner)")  # fmt: skip
-        return out
-
-
-@dataclass
-class LearnerStats:
-    """Counters of this run (saved in every checkpoint, continued by ``--resume``)."""
-
-    real_transitions: int = 0
-    updates: int = 0
-    policy_version: int = 0
-    episodes: int = 0
-    falls: int = 0
-    timeouts: int = 0
-    owed_updates: float = 0.0
-    checkpoints: int = 0
-    export_failures: int = 0
-    episode_returns: list[float] = field(default_factory=list)
-    """Return of every finished real episode, in arrival order."""
-    current_return: dict[str, float] = field(default_factory=dict)
-    """Per actor: return of the episode in progress."""
 
 
 class Learner:
@@ -176,9 +69,8 @@ class Learner:
         self.progress = progress
         checkpoint = None
         if resume is not None:
-            checkpoint = load_bundle_files(_latest(resume))
-            state = json.loads((checkpoint.path / STATE_FILE).read_text())
-            self.config = config = LearnerConfig(**{**state["config"], **_resume_overrides(config)})
+            checkpoint, state = read_checkpoint(resume)
+            self.config = config = LearnerConfig(**{**state["config"], **resume_overrides(config)})
             self.out = Path(config.out)
         source = load_bundle_files(config.bundle)
         self.source = source
@@ -228,18 +120,9 @@ class Learner:
         model.replay_buffer = self.mixed
         self.batch_size = config.batch_size or model.batch_size
         self.stats = LearnerStats()
-        tracker = SequenceTracker()
+        self.tracker = SequenceTracker()
         if checkpoint is not None:
-            load_replay_buffer(self.real, checkpoint.path / REAL_BUFFER_FILE)
-            with np.load(checkpoint.path / REAL_SEQ_FILE, allow_pickle=False) as z:
-                self.real_seq[:], self.real_actor[:] = z["seq"], z["actor"]
-            self.actor_names = list(state["actor_names"])
-            tracker = SequenceTracker.from_state_dict(state["tracker"])
-            self.stats = LearnerStats(**state["stats"])
-            # Policies published after that checkpoint are out there: never reuse their version numbers.
-            published = [int(f.stem.split("_v")[-1]) for f in (self.out / "policies").glob("policy_v*.onnx")]
-            self.stats.policy_version = max([self.stats.policy_version, *published])
-        self.tracker = tracker
+            restore_checkpoint(self, checkpoint.path, state)
         self.checkpoints = CheckpointDir(self.out, keep=2, prefix="update_")
         self._stop_reason: str | None = None
         self._csv_path = self.out / "learner.csv"
@@ -335,39 +218,9 @@ class Learner:
         return path
 
     def checkpoint(self) -> Path:
-        """Write a checkpoint atomically, then tell the actors their transitions up to here are safe."""
-        self.stats.checkpoints += 1
-        tracker_state = self.tracker.state_dict()
-        state = {
-            "config": asdict(self.config),
-            "stats": asdict(self.stats),
-            "tracker": tracker_state,
-            "actor_names": self.actor_names,
-            "source_bundle_id": self.source.meta.get("bundle_id"),
-        }
-
-        def write_real(path: Path) -> None:
-            save_replay_buffer(self.real, path)
-
-        def write_seqs(path: Path) -> None:
-            with open(path, "wb") as f:
-                np.savez(f, seq=self.real_seq, actor=self.real_actor)
-
-        def write_state(path: Path) -> None:
-            path.write_text(json.dumps(state, indent=1) + "\n")
-
-        self.model.num_timesteps = self.stats.real_transitions
-        dest = self.checkpoints.save(
-            self.model,
-            self.obs_norm,
-            self.contract,
-            self.train_config.to_yaml(),
-            name=f"update_{self.stats.updates:010d}-{uuid.uuid4().hex[:4]}",
-            algo=self.algo,
-            with_replay_buffer=False,
-            extra_meta={"finetune": True, "source_bundle": str(resolve_bundle_dir(self.config.bundle))},
-            extra_files={REAL_BUFFER_FILE: write_real, REAL_SEQ_FILE: write_seqs, STATE_FILE: write_state},
-        )
+        """Write a checkpoint atomically (:func:`~finetune.learner_checkpoint.save_checkpoint`), then tell the actors
+        their transitions up to here are safe."""
+        dest = save_checkpoint(self)
         self.tracker.commit()
         if self.server is not None:
             self.server.send_acks()
@@ -510,20 +363,3 @@ def _progress(enabled: bool):
             )
 
     return update
-
-
-def _latest(path: str | Path) -> Path:
-    path = Path(path)
-    for candidate in (path / "checkpoints" / "latest", path / "latest", path):
-        if (candidate / STATE_FILE).is_file():
-            return candidate.resolve()
-    raise BundleError(f"{path}: no fine-tuning checkpoint (looked for checkpoints/latest/{STATE_FILE})")
-
-
-RESUME_MAY_CHANGE = ("minutes", "max_updates", "endpoint", "keys", "torch_threads", "checkpoint_every_s")
-"""Fields a ``--resume`` may change (budget and machine); every other one continues from the checkpoint."""
-
-
-def _resume_overrides(config: LearnerConfig) -> dict[str, Any]:
-    defaults = LearnerConfig()
-    return {k: getattr(config, k) for k in RESUME_MAY_CHANGE if getattr(config, k) != getattr(defaults, k)}

@@ -1,5 +1,5 @@
 """``a1-finetune-learner`` / ``python -m finetune learner``: the command line of :class:`finetune.learner.Learner`
-(every :class:`~finetune.learner.LearnerConfig` field is a flag, with its docstring as help)."""
+(every :class:`~finetune.learner_config.LearnerConfig` field is a flag, with its docstring as help)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import argparse
 import json
 
 from a1_common.cli import ArgumentParser, UsageError, run_main
-from finetune.learner import Learner, LearnerConfig
+from finetune.learner import Learner
+from finetune.learner_config import LearnerConfig
 
 
 def build_parser() -> argparse.ArgumentParser:

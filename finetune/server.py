@@ -14,17 +14,8 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
-from finetune.protocol import (
-    Ack,
-    Heartbeat,
-    Hello,
-    Lost,
-    PolicyUpdate,
-    ProtocolError,
-    TransitionBatch,
-    decode,
-    encode,
-)
+from finetune.messages import Ack, Heartbeat, Hello, Lost, PolicyUpdate, ProtocolError, TransitionBatch
+from finetune.protocol import decode, encode
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The actor's durable outbox: every transition is on disk before it goes on the wire.
 
 A spool directory holds one actor's stream as segment files ``<first_seq:020d>-<n:09d>.seg``, each one
-encoded :class:`~finetune.protocol.TransitionBatch` behind a small checksummed frame, plus ``spool.json``
+encoded :class:`~finetune.messages.TransitionBatch` behind a small checksummed frame, plus ``spool.json``
 (actor id and ``next_seq``, so the sequence survives even when every segment was pruned). Appends are
 atomic (write ``*.tmp``, fsync, rename, fsync the directory): after a crash a segment is either whole or
 absent. Opening a spool verifies every segment's CRC32; a partial temp file or a truncated/corrupt segment
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from a1_common.atomic import atomic_write
-from finetune.protocol import ProtocolError, TransitionBatch, decode, encode
+from finetune.messages import ProtocolError, TransitionBatch
+from finetune.protocol import decode, encode
 
 log = logging.getLogger(__name__)
 

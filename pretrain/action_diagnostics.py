@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a1_contract.contract import ActionBounds
+from a1_contract import ActionBounds, TaskContract
 
 SATURATION_LEVEL = 0.98
 """A normalized action with ``|a| > SATURATION_LEVEL`` is within 1% of the bound width of a bound."""
@@ -310,3 +310,87 @@ def plot_initial_distributions(
         "Gaussian rescaled to the bounds"
     )
     return _save(fig, out_png)
+
+
+# ---- per joint group (hip, thigh, calf): the bounds ablation's figures and numbers ----
+GROUPS = ("hip", "thigh", "calf")
+
+
+def group_columns(joint_names: Sequence[str]) -> dict[str, list[int]]:
+    """Joint indices of each group (:data:`GROUPS`), from the joint names."""
+    return {g: [i for i, name in enumerate(joint_names) if f"_{g}" in name] for g in GROUPS}
+
+
+def initial_stats(bounds: ActionBounds, contract: TaskContract, d: dict[str, np.ndarray]) -> dict:
+    """How far PPO's and SAC's first actions go in raw units, per joint group, and how many stay in the joints' range.
+
+    ``sac_within_targets``: share of SAC's initial raw actions inside the contract's joint-target limits (beyond
+    them the target is clamped: dead range). ``sac_warmup``: the uniform actions of the first ``learning_starts``.
+    ``d``: samples from :func:`pretrain.action_diagnostics.initial_distributions` for ``bounds``.
+    """
+    lo, hi = contract.raw_target_limits()
+    inside = {k: float(((v >= lo) & (v <= hi)).mean()) for k, v in d.items()}
+    cols = group_columns(contract.joint_names)
+    p95 = {
+        g: {k: [round(float(q), 3) for q in np.percentile(d[k][:, c], [2.5, 97.5])] for k in ("ppo", "sac")}
+        for g, c in cols.items()
+    }
+    return {
+        "bounds": bounds.method,
+        "low": [round(float(v), 3) for v in bounds.low],
+        "high": [round(float(v), 3) for v in bounds.high],
+        "sac_within_targets": round(inside["sac"], 4),
+        "sac_warmup_within_targets": round(inside["sac_warmup"], 4),
+        "ppo_within_targets": round(inside["ppo"], 4),
+        "p2_5_p97_5": p95,
+    }
+
+
+def plot_groups(
+    rows: dict[str, tuple[ActionBounds, dict[str, np.ndarray]]],
+    contract: TaskContract,
+    out_png: Path,
+    title: str,
+    bins: int = 100,
+) -> Path:
+    """One row per label, one column per joint group: pooled histograms of raw actions (symlog x), the group's
+    bounds (red: per joint), and the joint-target limits (grey)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = group_columns(contract.joint_names)
+    t_lo, t_hi = contract.raw_target_limits()
+    fig = Figure(figsize=(15.0, 2.3 * len(rows) + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), len(GROUPS), squeeze=False)
+    colors = ("tab:orange", "tab:blue", "tab:green")
+    for r, (label, (bounds, series)) in enumerate(rows.items()):
+        low, high = np.asarray(bounds.low), np.asarray(bounds.high)
+        for c, group in enumerate(GROUPS):
+            ax, j = axes[r, c], cols[group]
+            data = {name: np.asarray(v)[:, j].ravel() for name, v in series.items()}
+            limit = 1.15 * max([np.abs(low[j]).max(), np.abs(high[j]).max(), np.abs(t_lo[j]).max(), t_hi[j].max()]
+                               + [np.percentile(np.abs(v), 99.9) for v in data.values() if v.size])  # fmt: skip
+            edges = _symlog_edges(limit, 1.0, bins)
+            for color, (name, values) in zip(colors, data.items(), strict=False):
+                if values.size:
+                    weights = np.full(values.size, 1 / values.size)
+                    ax.hist(values, edges, weights=weights, histtype="stepfilled", alpha=0.55, color=color, label=name)
+            for k, (a, b) in enumerate(zip(low[j], high[j], strict=True)):
+                ax.axvline(a, color="tab:red", ls="--", lw=1, label="bounds" if k == 0 else None)
+                ax.axvline(b, color="tab:red", ls="--", lw=1)
+            ax.axvline(t_lo[j].min(), color="grey", ls=":", lw=1.2, label="joint-target limits")
+            ax.axvline(t_hi[j].max(), color="grey", ls=":", lw=1.2)
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlim(-limit, limit)
+            ax.set_title(f"{label}: {group}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel("fraction")
+    for ax in axes[-1]:
+        ax.set_xlabel("raw action (x 0.25 = rad from the default pose), symlog")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
+    fig.suptitle(title)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+    return out_png

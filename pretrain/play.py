@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from a1_common.cli import ArgumentParser, UsageError, run_main
-from pretrain.evaluate import CONDITIONS, VIDEO_SEQUENCE
+from pretrain.evaluate_grid import CONDITIONS
+from pretrain.evaluate_report import VIDEO_SEQUENCE
 
 Sequence = tuple[tuple[float, tuple[float, float, float]], ...]
 
@@ -55,7 +56,7 @@ def _main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error(f"need --fps > 0 and --size of at least 16 x 16, got {args.fps} and {args.size}")
     sequence = parse_sequence(args.sequence) if args.sequence else VIDEO_SEQUENCE
 
-    from pretrain.evaluate import record_video
+    from pretrain.evaluate_report import record_video
     from pretrain.rollout import BundlePolicy
 
     policy = BundlePolicy(args.bundle)

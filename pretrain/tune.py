@@ -9,7 +9,7 @@ Examples::
 
 Each trial trains a sampled config (``pretrain/tune_space.py``) for ``--trial-minutes`` of wall-clock in a process
 of its own (``a1-pretrain --config``), then scores the final bundle with the grid evaluation
-(``pretrain/evaluate.py``, training conditions, a small grid): objective = max tracking error over the grid +
+(``pretrain/evaluate_grid.py``, training conditions, a small grid): objective = max tracking error over the grid +
 ``--falls-penalty`` x falls per robot, minimized (``--objective return``: minus the return). The learning curve's
 tracking error is reported to Optuna at every 5% of the budget, so a pruner stops bad trials early (the trainer
 stops on SIGTERM and keeps its bundle).

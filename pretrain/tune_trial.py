@@ -36,7 +36,8 @@ EVAL_GRID: tuple[tuple[float, float, float], ...] = (
     (0.0, 0.0, 1.0),
     (0.0, 0.0, 0.0),
 )
-"""A cheap subset of the walking-goal grid (``pretrain/evaluate.py``): forward, fast, back, sideways, turn, stand."""
+"""A cheap subset of the walking-goal grid (``pretrain/evaluate_grid.py``): forward, fast, back, sideways, turn,
+stand."""
 REPORT_STEPS = 20
 """Intermediate values per trial: the curve at every 5% of the budget (Optuna step = percent of the budget)."""
 STOP_GRACE_S = 120.0
@@ -89,7 +90,7 @@ def score_bundle(bundle: str | Path, config: cfgmod.TrainConfig, scoring: Scorin
     import numpy as np
     import torch
 
-    from pretrain.evaluate import evaluate_condition
+    from pretrain.evaluate_grid import evaluate_condition
     from pretrain.rollout import BundlePolicy
 
     torch.set_num_threads(max(1, config.torch_threads))

@@ -3,7 +3,7 @@
 Every period (``rate_hz``, 500 Hz as in every Unitree example) the loop
 
 1. drains the socket and keeps the newest valid ``LowState`` from the robot's address (length, CRC and level
-   errors are counted by :class:`~robot_bridge.unitree_protocol.ProtocolStats` and change nothing; a ``tick``
+   errors are counted by :class:`~robot_bridge.unitree_codec.ProtocolStats` and change nothing; a ``tick``
    that is not newer is a late packet and is dropped; gaps in ``tick`` count as lost packets);
 2. builds one ``LowCmd``: the newest joint targets (contract order, from :meth:`A1Driver.set_targets`) ->
    clamp to the contract's position limits -> torque guard (estimated ``kp (q* - q) - kd dq`` per motor beyond
@@ -15,7 +15,7 @@ Every period (``rate_hz``, 500 Hz as in every Unitree example) the loop
 Damping (``damping_cmd``: Kp = 0, Kd = ``damping_kd``) replaces the targets when there is no state yet, no
 command yet, the newest targets are older than ``command_timeout_s``, the newest state older than
 ``state_timeout_s``, or the guard latched (until :meth:`A1Driver.clear_fault`). Each new state goes to
-``on_state`` (in the driver's thread) as a :class:`RobotState` in contract order.
+``on_state`` (in the driver's thread) as a :class:`~robot_bridge.a1_driver_types.RobotState` in contract order.
 
 Try it against the emulator (two shells)::
 
@@ -27,8 +27,6 @@ Try it against the emulator (two shells)::
 
 from __future__ import annotations
 
-import enum
-import ipaddress
 import json
 import math
 import socket
@@ -36,109 +34,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from a1_common.cli import ArgumentParser, run_main
 from a1_contract import TaskContract, get_contract
-from robot_bridge.unitree_protocol import (
-    LOCAL_PORT,
-    ROBOT_IP,
-    ROBOT_PORT,
-    LowCmd,
-    LowState,
-    ProtocolError,
-    ProtocolStats,
+from robot_bridge.a1_driver_types import DriverConfig, DriverStatus, RobotState
+from robot_bridge.unitree_codec import ProtocolError, ProtocolStats, pack_low_cmd_fast, unpack_low_state_fast
+from robot_bridge.unitree_mapping import (
     damping_cmd,
     imu_from_state,
     is_finite_cmd,
     motor_state_to_contract,
-    pack_low_cmd_fast,
     targets_to_motor_cmd,
-    unpack_low_state_fast,
 )
+from robot_bridge.unitree_protocol import LOCAL_PORT, ROBOT_IP, ROBOT_PORT, LowCmd, LowState
 
 TICK_MODULUS = 1 << 32
-
-
-@dataclass(frozen=True)
-class DriverConfig:
-    """Where the robot is, how fast to talk to it, and the guards. Contract-derived limits: 0 = the contract's."""
-
-    robot_ip: str = ROBOT_IP
-    """The robot's low-level controller (SDK ``UDP_SERVER_IP_BASIC``)."""
-    robot_port: int = ROBOT_PORT
-    local_ip: str = "192.168.123.162"
-    """This PC's address on the robot's network (the SDK docs' PC address); sockets bind explicitly."""
-    local_port: int = LOCAL_PORT
-    """0 picks a free port (tests)."""
-    rate_hz: float = 500.0
-    """LowCmd packets per second."""
-    command_timeout_s: float = 0.1
-    """Joint targets older than this (s): damping. 5 periods of a 50 Hz policy."""
-    state_timeout_s: float = 0.1
-    """No valid LowState for this long (s): damping (the robot or the link is gone)."""
-    dry_run: bool = True
-    """Build every command, send none (``would_send`` counts them)."""
-    use_soft_limits: bool = True
-    """Clamp targets to the contract's soft (True) or hard (False) joint limits."""
-    torque_limit_nm: float = 0.0
-    """Largest estimated motor torque (N m) before ``q*`` is moved; 0 = the contract's effort limit."""
-    power_limit_w: float = 1000.0
-    """Largest estimated mechanical power, sum over motors of ``|tau dq|`` (W)."""
-    guard_persist_s: float = 0.1
-    """Guard hits (torque clipped or power exceeded) in every period for this long (s) latch damping."""
-    damping_kd: float = 2.0
-    """Kd of the damping command (N m s/rad); Kp is 0."""
-    state_period_ticks: int = 2000
-    """Expected ``tick`` step between LowStates (500 Hz in microseconds, the header's unit; not verified)."""
-
-    def __post_init__(self) -> None:
-        for name in ("robot_ip", "local_ip"):
-            try:
-                ipaddress.IPv4Address(getattr(self, name))
-            except ValueError as exc:
-                raise ValueError(f"DriverConfig.{name}: {getattr(self, name)!r} is not an IPv4 address") from exc
-        for name in ("robot_port", "local_port"):
-            if not 0 <= getattr(self, name) <= 65535:
-                raise ValueError(f"DriverConfig.{name}: {getattr(self, name)} is not a UDP port")
-        for name in ("rate_hz", "command_timeout_s", "state_timeout_s", "power_limit_w", "damping_kd",
-                     "state_period_ticks"):  # fmt: skip
-            if not getattr(self, name) > 0:
-                raise ValueError(f"DriverConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.torque_limit_nm < 0 or self.guard_persist_s < 0:
-            raise ValueError("DriverConfig.torque_limit_nm and guard_persist_s must be >= 0")
-
-
-class DriverStatus(enum.Enum):
-    RUNNING = "running"
-    WAITING_FOR_STATE = "waiting_for_state"
-    WAITING_FOR_COMMAND = "waiting_for_command"
-    STALE_COMMAND = "stale_command"
-    STALE_STATE = "stale_state"
-    GUARD = "guard"
-    """Latched: the torque/power guard hit persistently; :meth:`A1Driver.clear_fault` clears it."""
-
-
-@dataclass(frozen=True)
-class RobotState:
-    """One LowState in contract order and SI units (except the raw foot force counts)."""
-
-    stamp: float
-    """time.monotonic() at reception (s)."""
-    tick: int
-    q: np.ndarray
-    dq: np.ndarray
-    tau_est: np.ndarray
-    quaternion_wxyz: np.ndarray
-    gyroscope: np.ndarray
-    """rad/s, trunk (IMU) frame."""
-    accelerometer: np.ndarray
-    """Specific force, m/s^2, trunk (IMU) frame."""
-    foot_force_raw: np.ndarray
-    """The four raw ``footForce`` counts (SDK leg order FR, FL, RR, RL; see ``unitree_protocol.foot_slots``)."""
-    low_state: LowState
 
 
 class A1Driver:

@@ -10,7 +10,7 @@ units and joint names (sensor QoS), so the policy node and the estimator cannot 
 * ``imu`` (sensor_msgs/Imu, frame ``imu`` = trunk frame): orientation, angular velocity (rad/s), linear
   acceleration (specific force, m/s^2);
 * ``foot_contacts`` (std_msgs/Float64MultiArray): force (N) at the FL, FR, RL, RR feet: raw counts times
-  ``foot_force_scale`` (unverified, see ``unitree_protocol.FOOT_FORCE_NEWTONS_PER_UNIT``), 0 at or below
+  ``foot_force_scale`` (unverified, see ``unitree_mapping.FOOT_FORCE_NEWTONS_PER_UNIT``), 0 at or below
   ``foot_force_threshold`` counts;
 * ``~/diagnostics`` (std_msgs/String, JSON of the driver's counters, 1 Hz) and ``~/status`` (std_msgs/String
   ``"<status>: <reason>"`` on every change, latched, like the policy node's).
@@ -33,29 +33,17 @@ from std_srvs.srv import Trigger
 
 from a1_contract import DEFAULT_VARIANT, get_contract, robot
 from robot_bridge import qos
-from robot_bridge.a1_driver import A1Driver, DriverConfig, DriverStatus, RobotState
+from robot_bridge.a1_driver import A1Driver
+from robot_bridge.a1_driver_types import DriverConfig, DriverStatus, RobotState
 from robot_bridge.messages import fill_imu, fill_joints
-from robot_bridge.params import Param, Timing, declare
+from robot_bridge.params import Param, Timing, declare, from_fields
 from robot_bridge.spin import run_node
-from robot_bridge.unitree_protocol import FOOT_FORCE_NEWTONS_PER_UNIT, foot_slots
+from robot_bridge.unitree_mapping import FOOT_FORCE_NEWTONS_PER_UNIT, foot_slots
 
 _D = DriverConfig()
 PARAMS: tuple[Param, ...] = (
     Param("contract_variant", DEFAULT_VARIANT, "Contract of the robot (joint order, gains, limits)."),
-    Param("robot_ip", _D.robot_ip, "The A1's low-level controller address."),
-    Param("robot_port", _D.robot_port, "The A1's low-level UDP port."),
-    Param("local_ip", _D.local_ip, "This PC's address on the robot's network (bound explicitly)."),
-    Param("local_port", _D.local_port, "Local UDP port (0: any free port)."),
-    Param("rate_hz", _D.rate_hz, "LowCmd packets per second."),
-    Param("dry_run", _D.dry_run, "Build every command but send nothing (true until you mean it)."),
-    Param("command_timeout_s", _D.command_timeout_s, "Joint targets older than this (s): damping."),
-    Param("state_timeout_s", _D.state_timeout_s, "No valid LowState for this long (s): damping."),
-    Param("use_soft_limits", _D.use_soft_limits, "Clamp targets to the soft (true) or hard (false) joint limits."),
-    Param("torque_limit_nm", _D.torque_limit_nm, "Torque guard (N m); 0 = the contract's effort limit."),
-    Param("power_limit_w", _D.power_limit_w, "Power guard: sum over motors of |tau dq| (W)."),
-    Param("guard_persist_s", _D.guard_persist_s, "Guard hits in every period for this long (s) latch damping."),
-    Param("damping_kd", _D.damping_kd, "Kd of the damping command (N m s/rad)."),
-    Param("state_period_ticks", _D.state_period_ticks, "LowState tick step between packets (for lost counts)."),
+    *from_fields(_D, notes={"robot_port": "The A1's low-level UDP port."}),  # one parameter per DriverConfig field
     Param("foot_force_scale", FOOT_FORCE_NEWTONS_PER_UNIT, "Newtons per raw footForce count (calibrate!)."),
     Param("foot_force_threshold", 0.0, "Raw footForce counts at or below which a foot publishes 0 N."),
     Param("publish_every", 2, "Publish every n-th new LowState (2 at 500 Hz: 250 Hz)."),

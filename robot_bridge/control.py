@@ -111,11 +111,21 @@ class PolicyLoop:
         return StateSample(stamp, joints.values[0], imu.values[0], extras)
 
     def tick(self, now: float) -> SafetyDecision:
+        """One control period: the newest state through the safety layer, which calls the policy when it may."""
         state = self.state()
+        self._before_step(state)
         decision = self.safety.step(now, state, lambda: self._policy_targets(state))
+        self._after_step(state, decision)
         if decision.status is not SafetyStatus.RUNNING:
             self.last_action[:] = 0.0
         return decision
+
+    def _before_step(self, state: StateSample | None) -> None:
+        """Called by :meth:`tick` before the safety layer steps (a subclass may swap its policy here)."""
+
+    def _after_step(self, state: StateSample | None, decision: SafetyDecision) -> None:
+        """Called by :meth:`tick` with the safety layer's decision, before ``last_action`` is zeroed when the policy
+        is not running (a subclass may record what the policy's last action led to here)."""
 
     def observation(self, state: StateSample, command: np.ndarray | None = None) -> np.ndarray:
         """The policy's observation of ``state`` (``command``: the sample's own unless given), with the last action."""

@@ -50,7 +50,7 @@ from robot_bridge import qos
 from robot_bridge.emulator import DynamicsGap, EmulatedA1, Sensors
 from robot_bridge.emulator_udp import BRAKE_KD, STATE_RATE_HZ, UdpEmulatedA1
 from robot_bridge.messages import fill_imu, fill_joints
-from robot_bridge.params import Param, declare
+from robot_bridge.params import Param, declare, from_fields
 from robot_bridge.spin import run_node
 
 PARAMS: tuple[Param, ...] = (
@@ -58,12 +58,8 @@ PARAMS: tuple[Param, ...] = (
     Param("speed", 1.0, "Simulated seconds per wall-clock second (1 = real time)."),
     Param("publish_every", 1, "Physics steps (of sim_dt) between state publications."),
     Param("max_catch_up_steps", 20, "Most physics steps per callback; beyond, the emulator falls behind real time."),
-    Param("mass_scale", 1.0, "Trunk mass and inertia multiplier."),
-    Param("friction", -1.0, "Foot-ground friction coefficient; negative = the contract's (as in training)."),
-    Param("motor_strength", 1.0, "Multiplier of PD torque and effort limit."),
-    Param("action_latency_s", 0.0, "Delay from a target arriving to the motors applying it (s)."),
-    Param("sensor_noise", 0.0, "Uniform sensor noise, as a multiple of the contract's training noise."),
-    Param("seed", 0, "Seed of the sensor noise."),
+    # the dynamics gap: one parameter per DynamicsGap field (friction None is -1 here)
+    *from_fields(DynamicsGap(), defaults={"friction": -1.0}, notes={"friction": "A negative value stands for None."}),
     Param("interface", "ros", "How the robot is driven: 'ros' (topics) or 'udp' (the A1 low-level protocol)."),
     Param("udp_ip", "127.0.0.1", "interface=udp: address the emulated A1 binds (the real one is 192.168.123.10)."),
     Param("udp_port", 8007, "interface=udp: UDP port (the real A1's is 8007; 0 = any free port)."),

@@ -34,21 +34,9 @@ import numpy as np
 from a1_common.cli import ArgumentParser, run_main
 from a1_contract import TaskContract, get_contract, robot
 from robot_bridge.emulator import DynamicsGap, EmulatedA1, MotorCommand, Sensors
-from robot_bridge.unitree_protocol import (
-    FOOT_FORCE_NEWTONS_PER_UNIT,
-    MODE_SERVO,
-    POS_STOP_F,
-    ROBOT_PORT,
-    VEL_STOP_F,
-    LowCmd,
-    LowState,
-    ProtocolError,
-    ProtocolStats,
-    contract_to_motor_state,
-    pack_low_state_fast,
-    set_foot_forces,
-    unpack_low_cmd_fast,
-)
+from robot_bridge.unitree_codec import ProtocolError, ProtocolStats, pack_low_state_fast, unpack_low_cmd_fast
+from robot_bridge.unitree_mapping import FOOT_FORCE_NEWTONS_PER_UNIT, contract_to_motor_state, set_foot_forces
+from robot_bridge.unitree_protocol import MODE_SERVO, POS_STOP_F, ROBOT_PORT, VEL_STOP_F, LowCmd, LowState
 
 BRAKE_KD = 1.0
 """N m s/rad of a motor in a non-servo mode (0x00 "damping/brake"). Assumed: Unitree does not publish it."""

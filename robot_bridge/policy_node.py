@@ -39,7 +39,7 @@ from deploy.runner import PolicyFileError
 from robot_bridge import qos
 from robot_bridge.control import PolicyLoop, load_policy
 from robot_bridge.observation import MissingJointsError
-from robot_bridge.params import Param, Timing, at_speed, declare
+from robot_bridge.params import Param, Timing, at_speed, declare, from_fields
 from robot_bridge.safety import SafetyConfig, SafetyController, SafetyStatus
 from robot_bridge.spin import run_node
 from robot_bridge.standup import StandUpConfig, StandUpController
@@ -53,12 +53,7 @@ PARAMS: tuple[Param, ...] = (
     Param("rate_hz", 0.0, "Control rate (Hz); 0 = the contract's policy rate. Emulator sped up by s: s times it."),
     Param("state_wait_s", 0.01, "Longest wait (s) of a tick for a fresh joint state (2 periods at 200 Hz); 0: none."),
     Param("initial_command", [0.0, 0.0, 0.0], "Velocity command [vx m/s, vy m/s, yaw rate rad/s] until cmd_vel."),
-    Param("watchdog_timeout_s", _SAFETY.watchdog_timeout_s, "State older than this (s): damping command."),
-    Param("max_delta_per_tick", _SAFETY.max_delta_per_tick, "Largest joint target change per tick (rad)."),
-    Param("soft_start_speed", _SAFETY.soft_start_speed, "Joint speed of the soft start to the default pose (rad/s)."),
-    Param("soft_start_hold_s", _SAFETY.soft_start_hold_s, "Time at the default pose before the policy runs (s)."),
-    Param("fall_tilt_rad", _SAFETY.fall_tilt_rad, "Trunk tilt from upright that counts as a fall (rad)."),
-    Param("use_soft_limits", _SAFETY.use_soft_limits, "Clamp targets to the soft (true) or hard (false) limits."),
+    *from_fields(_SAFETY),  # the safety layer: one parameter per SafetyConfig field
     Param(
         "stand_up_time_scale",
         1.0,

@@ -5,9 +5,11 @@
         [--mass-scale 1.1 --friction 0.6 --motor-strength 0.9 --action-latency-s 0.01 --sensor-noise 1]
 
 The emulator node, the policy node and a monitor node (which records the ground-truth odometry and the policy
-node's status from their topics) spin in one executor thread; the emulator's physics has its own thread. After
-the soft start, when the policy first runs, the command is measured for ``--seconds`` of simulated time. The
-last line printed is JSON: mean forward velocity (ground-truth body-frame ``vx``, averaged over the window),
+node's status from their topics) spin in one executor thread; the emulator's physics has its own thread. The nodes
+start as the launch file starts them: from their parameter files (``emulator_node.yaml``, ``policy_node.yaml`` in
+the installed ``share/robot_bridge/config``, :func:`robot_bridge.params.load_config`), then the command line's
+choices. After the soft start, when the policy first runs, the command is measured for ``--seconds`` of simulated
+time. The last line printed is JSON: mean forward velocity (ground-truth body-frame ``vx``, averaged over the window),
 falls, statuses, safety counters.
 """
 
@@ -31,6 +33,7 @@ from std_srvs.srv import Trigger
 from a1_common.cli import ArgumentParser, run_main
 from robot_bridge import qos
 from robot_bridge.emulator_node import EmulatorNode
+from robot_bridge.params import load_config
 from robot_bridge.policy_node import PolicyNode, params_at_speed
 
 FALL_HEIGHT = 0.15
@@ -81,7 +84,10 @@ class EmulatedGraph:
 
     ``with EmulatedGraph(policy, ...) as graph: graph.wait_running(); ...``. Used by :func:`run_emulated` and by
     fine-tuning (:mod:`finetune.emulated`), which passes its actor node (``policy_node``, a :class:`PolicyNode`
-    subclass) and that node's parameters.
+    subclass), that node's parameter files (``policy_config``) and its parameters.
+
+    Each node's parameters: its parameter files (``config_dir``, default the installed ones), then ``speed`` and
+    ``gap`` (the emulator) or ``policy_path``, ``command`` and ``policy_params`` (the policy node).
     """
 
     def __init__(
@@ -93,6 +99,8 @@ class EmulatedGraph:
         gap: dict | None = None,
         policy_params: dict | None = None,
         policy_node: type[PolicyNode] = PolicyNode,
+        policy_config: tuple[str, ...] = ("policy_node.yaml",),
+        config_dir: str | Path | None = None,
     ) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, args=[])
@@ -101,11 +109,12 @@ class EmulatedGraph:
         self._calls = 0
         self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
         try:
-            self.emulator = EmulatorNode(
-                context=self.context, parameter_overrides=_overrides({"speed": speed, **(gap or {})})
-            )
+            emulator_params = {**load_config("emulator_node", "emulator_node.yaml", directory=config_dir),
+                               "speed": speed, **(gap or {})}  # fmt: skip
+            self.emulator = EmulatorNode(context=self.context, parameter_overrides=_overrides(emulator_params))
             self.nodes.append(self.emulator)
-            params = {"policy_path": str(policy_path), "initial_command": [float(c) for c in command],
+            params = {**load_config("policy_node", *policy_config, directory=config_dir),
+                      "policy_path": str(policy_path), "initial_command": [float(c) for c in command],
                       **(policy_params or {})}  # fmt: skip
             # every wall-clock rate and timeout of the policy node scaled with the emulator
             params = params_at_speed(speed, params, self.emulator.robot.contract.policy_rate_hz)
@@ -188,9 +197,12 @@ def run_emulated(
     gap: dict | None = None,
     policy_params: dict | None = None,
     start_timeout_s: float = 30.0,
+    config_dir: str | Path | None = None,
 ) -> GraphResult:
     """Run the graph until ``seconds`` of simulated time have passed with the policy in control."""
-    with EmulatedGraph(policy_path, command=command, speed=speed, gap=gap, policy_params=policy_params) as graph:
+    with EmulatedGraph(
+        policy_path, command=command, speed=speed, gap=gap, policy_params=policy_params, config_dir=config_dir
+    ) as graph:
         emulator, policy, monitor = graph.emulator, graph.policy, graph.monitor
         soft_start_wall_s = graph.wait_running(start_timeout_s)
         first, sim_start, x_start = len(monitor.odometry), emulator.robot.time, emulator.robot.data.qpos[0]
@@ -225,6 +237,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall-clock second")
     for name in ("mass_scale", "friction", "motor_strength", "action_latency_s", "sensor_noise"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, help="dynamics gap (emulator parameter)")
+    parser.add_argument("--config-dir", help="the nodes' parameter files (default: share/robot_bridge/config)")
     args = parser.parse_args(argv)
     if not args.seconds > 0:
         parser.error(f"--seconds must be > 0, got {args.seconds}")
@@ -232,7 +245,8 @@ def _main(argv: list[str] | None = None) -> int:
         parser.error(f"--speed must be > 0, got {args.speed}")
     gap = {name: getattr(args, name) for name in ("mass_scale", "friction", "motor_strength", "action_latency_s",
                                                    "sensor_noise") if getattr(args, name) is not None}  # fmt: skip
-    result = run_emulated(args.policy, command=tuple(args.command), seconds=args.seconds, speed=args.speed, gap=gap)
+    result = run_emulated(args.policy, command=tuple(args.command), seconds=args.seconds, speed=args.speed, gap=gap,
+                          config_dir=args.config_dir)  # fmt: skip
     print(json.dumps(asdict(result)), flush=True)
     return 1 if result.fell else 0
 

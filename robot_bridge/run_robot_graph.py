@@ -5,12 +5,15 @@
 
 Nodes: ``emulator_node`` (``interface:=udp``: the robot, on a free loopback port, in a process of its own as the
 robot is a machine of its own), ``a1_driver`` (``dry_run:=false``, pointed at it), the ``estimator`` and the policy
-node: what ``launch/a1_robot.launch.py emulated:=true`` starts. One executor thread spins the last three; the driver
-has a thread of its own. The policy's ``odom`` (its
-``base_lin_vel``) is the estimator's, computed from the driver's ``joint_states``, ``imu`` and ``foot_contacts``
-as on the real robot; ``--odometry ground_truth`` (for diagnosis) drops the estimator and remaps the policy's
-``odom`` to the emulator's ``ground_truth/odom``. Everything the policy sees went through the A1 wire protocol
-(joint states, IMU, foot forces) and everything it commands came back the same way.
+node: what ``launch/a1_robot.launch.py emulated:=true`` starts, each node with its parameter file from the installed
+``share/robot_bridge/config`` (:func:`robot_bridge.params.load_config`). The per-run choices are this run's: the
+command line's, ``dry_run`` false, and the nodes' own defaults for the rest (``power_limit_w`` 1000 W, where the
+launch file sets 150 W hung or 400 W with ``finetune:=true``). One executor thread spins the last three; the driver
+has a thread of its own. The policy's ``odom`` (its ``base_lin_vel``) is the estimator's, computed from the
+driver's ``joint_states``, ``imu`` and ``foot_contacts`` as on the real robot; ``--odometry ground_truth`` (for
+diagnosis) drops the estimator and remaps the policy's ``odom`` to the emulator's ``ground_truth/odom``. Everything
+the policy sees went through the A1 wire protocol (joint states, IMU, foot forces) and everything it commands came
+back the same way.
 
 Like :mod:`robot_bridge.run_emulated`, it measures ``--seconds`` of simulated time after the policy first runs
 and prints JSON last: mean forward velocity from ``ground_truth/odom``, falls, policy and driver statuses, the
@@ -42,7 +45,7 @@ from robot_bridge.a1_driver_node import A1DriverNode
 from robot_bridge.emulator_node import EmulatorNode
 from robot_bridge.emulator_udp import STATE_RATE_HZ
 from robot_bridge.estimator_node import EstimatorNode
-from robot_bridge.params import at_speed
+from robot_bridge.params import at_speed, load_config
 from robot_bridge.policy_node import PolicyNode, params_at_speed
 from robot_bridge.run_emulated import FALL_HEIGHT, GraphResult, Monitor
 
@@ -116,25 +119,26 @@ def _overrides(values: dict) -> list[Parameter]:
 _ROBOT_FIELDS = ("time", "x", "trunk_contacts", "steps_behind", "port")
 
 
-def _robot_process(gap: dict, shared, ready, stop, speed: float = 1.0) -> None:
-    """The emulated A1 (``emulator_node``, ``interface:=udp``) in a process of its own, as the robot is a machine of
-    its own: its physics and 500 Hz UDP state stream do not share an interpreter lock with the nodes under test.
-    ``shared`` carries the ground truth the parent measures with (:data:`_ROBOT_FIELDS`)."""
+def _robot_process(params: dict, shared, ready, stop, speed: float = 1.0) -> None:
+    """The emulated A1 (``emulator_node``, ``interface:=udp``, ``params`` over that) in a process of its own, as the
+    robot is a machine of its own: its physics and 500 Hz UDP state stream do not share an interpreter lock with the
+    nodes under test. ``shared`` carries the ground truth the parent measures with (:data:`_ROBOT_FIELDS`)."""
     context = rclpy.Context()
     rclpy.init(context=context, args=[])
     executor = SingleThreadedExecutor(context=context)
+    state_rate_hz = params.get("udp_state_rate_hz", STATE_RATE_HZ) * speed
     node = EmulatorNode(
         context=context,
         parameter_overrides=_overrides(
             {
+                **params,
                 "interface": "udp",
                 "udp_ip": "127.0.0.1",
                 "udp_port": 0,
                 "speed": speed,
-                "udp_state_rate_hz": STATE_RATE_HZ * speed,
-                **gap,
+                "udp_state_rate_hz": state_rate_hz,
             }
-        ),  # fmt: skip
+        ),
     )
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -162,7 +166,7 @@ def _robot_process(gap: dict, shared, ready, stop, speed: float = 1.0) -> None:
 class _RobotProcess:
     """Starts :func:`_robot_process` (spawned: no fork of a process with DDS threads) and reads its ground truth."""
 
-    def __init__(self, gap: dict, timeout_s: float = 60.0, speed: float = 1.0) -> None:
+    def __init__(self, params: dict, timeout_s: float = 60.0, speed: float = 1.0) -> None:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
@@ -170,7 +174,7 @@ class _RobotProcess:
         self._ready, self._stop = ctx.Event(), ctx.Event()
         self.process = ctx.Process(
             target=_robot_process,
-            args=(gap, self._shared, self._ready, self._stop, speed),
+            args=(params, self._shared, self._ready, self._stop, speed),
             name="emulated_a1",
             daemon=True,
         )
@@ -205,12 +209,18 @@ def run_robot_graph(
     driver_params: dict | None = None,
     start_timeout_s: float = 30.0,
     speed: float = 1.0,
+    config_dir: str | Path | None = None,
 ) -> RobotGraphResult:
     """Run the graph until ``seconds`` of simulated time have passed with the policy in control (real time; or
     ``speed`` x real time, with every rate and timeout of the driver and the policy node scaled to match:
-    :func:`robot_bridge.params.at_speed`)."""
+    :func:`robot_bridge.params.at_speed`). Each node starts from its parameter file (in ``config_dir``, default the
+    installed ones); ``gap``, ``driver_params`` and ``policy_params`` go over them."""
     if odometry not in ODOMETRY:
         raise ValueError(f"odometry must be one of {ODOMETRY}, got {odometry!r}")
+
+    def config(node: str) -> dict:
+        return load_config(node, f"{node}.yaml", directory=config_dir)
+
     context = rclpy.Context()
     rclpy.init(context=context, args=[])
     executor = SingleThreadedExecutor(context=context)
@@ -218,27 +228,27 @@ def run_robot_graph(
     spinner = threading.Thread(target=executor.spin, daemon=True)
     robot = None
     try:
-        robot = _RobotProcess(gap or {}, speed=speed)
+        robot = _RobotProcess({**config("emulator_node"), **(gap or {})}, speed=speed)
         ip, port = "127.0.0.1", int(robot.read()["port"])
-        driver = A1DriverNode(
-            context=context,
-            parameter_overrides=_overrides(
-                {
-                    "robot_ip": ip,
-                    "robot_port": port,
-                    "local_ip": "127.0.0.1",
-                    "local_port": 0,
-                    "dry_run": False,
-                    **at_speed(DRIVER_PARAMS, DRIVER_TIMING, speed, driver_params),
-                }
-            ),
-        )
+        driver_values = {
+            **config("a1_driver"),
+            "robot_ip": ip,
+            "robot_port": port,
+            "local_ip": "127.0.0.1",
+            "local_port": 0,
+            "dry_run": False,
+            **(driver_params or {}),
+        }
+        driver_values = at_speed(DRIVER_PARAMS, DRIVER_TIMING, speed, driver_values)
+        driver = A1DriverNode(context=context, parameter_overrides=_overrides(driver_values))
         nodes.append(driver)
         estimate_monitor = None
         if odometry == "estimator":
             estimate_monitor = EstimateMonitor(context=context)
-            nodes += [EstimatorNode(context=context), estimate_monitor]
+            estimator = EstimatorNode(context=context, parameter_overrides=_overrides(config("estimator")))
+            nodes += [estimator, estimate_monitor]
         params = {
+            **config("policy_node"),
             "policy_path": str(policy_path),
             "initial_command": [float(c) for c in command],
             **(policy_params or {}),
@@ -337,6 +347,7 @@ def _main(argv: list[str] | None = None) -> int:
     gap_names = ("mass_scale", "friction", "motor_strength", "action_latency_s", "sensor_noise")
     for name in gap_names:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, help="dynamics gap (emulator parameter)")
+    parser.add_argument("--config-dir", help="the nodes' parameter files (default: share/robot_bridge/config)")
     args = parser.parse_args(argv)
     if not args.seconds > 0:
         parser.error(f"--seconds must be > 0, got {args.seconds}")
@@ -356,6 +367,7 @@ def _main(argv: list[str] | None = None) -> int:
         policy_params=policy_params,
         driver_params=driver_params,
         speed=args.speed,
+        config_dir=args.config_dir,
     )
     print(json.dumps(asdict(result)), flush=True)
     return 1 if result.fell else 0

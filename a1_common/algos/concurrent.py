@@ -17,9 +17,10 @@ The last deferred update runs when ``learn`` returns.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 
 class UpdateWhileStepping(VecEnvWrapper):
@@ -29,7 +30,7 @@ class UpdateWhileStepping(VecEnvWrapper):
         super().__init__(venv)
         self.during_step: Callable[[], None] | None = None
 
-    def reset(self):
+    def reset(self) -> VecEnvObs:
         return self.venv.reset()
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -38,7 +39,7 @@ class UpdateWhileStepping(VecEnvWrapper):
         return self.venv.step_wait()
 
 
-def update_while_stepping(model, env: UpdateWhileStepping) -> None:
+def update_while_stepping(model: Any, env: UpdateWhileStepping) -> None:
     """Defer ``model``'s updates (a :class:`~a1_common.algos.DelayedSAC`/``DelayedTQC``) into ``env``'s steps.
 
     ``env`` must be the env the model collects with (``model.env``)."""

@@ -1,4 +1,4 @@
-"""The pieces of the fast SAC / TQC update (:mod:`a1_common.algos.delayed`): SB3's maths, far fewer ops.
+"""The pieces of the fast SAC / TQC update (:mod:`a1_common.algos.delayed_fast`): SB3's maths, far fewer ops.
 
 The update runs without autograd. Every network is evaluated through functional ops on SB3's own modules
 (which stay the source of truth: state dict, saving, loading, the optimizers) and differentiated by hand with
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast, overload
 
 import torch as th
 from torch import nn
@@ -65,7 +65,10 @@ def _silu_forward(x: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     return th.nn.functional.silu(x), x
 
 
-ACTIVATIONS: dict[type[nn.Module], tuple[Callable, Callable]] = {
+_Activation = tuple[Callable[..., Any], Callable[..., Any]]
+"""An activation's (forward, backward) functions."""
+
+ACTIVATIONS: dict[type[nn.Module], _Activation] = {
     nn.ELU: (_elu_forward, _elu_backward),
     nn.ReLU: (_relu_forward, lambda grad, y: _aten.threshold_backward(grad, y, 0)),
     nn.Tanh: (_tanh_forward, lambda grad, y: _aten.tanh_backward(grad, y)),
@@ -73,7 +76,7 @@ ACTIVATIONS: dict[type[nn.Module], tuple[Callable, Callable]] = {
 }
 
 
-def _activation(module: nn.Module) -> tuple[Callable, Callable] | None:
+def _activation(module: nn.Module) -> _Activation | None:
     if type(module) is nn.ELU and (module.alpha != 1.0 or module.inplace):
         return None
     if type(module) is nn.ReLU and module.inplace:
@@ -107,7 +110,7 @@ class MLP:
             raise ValueError("the MLP must start with a Linear layer")
         self.parameters = [p for kind, m in self.layers if kind != "act" for p in (m.weight, m.bias)]
 
-    def forward(self, x: th.Tensor, cache: list | None = None) -> th.Tensor:
+    def forward(self, x: th.Tensor, cache: list[Any] | None = None) -> th.Tensor:
         """The network's output; with ``cache`` (a list, filled here), what :meth:`backward` needs."""
         for kind, item in self.layers:
             if kind == "linear":
@@ -125,8 +128,21 @@ class MLP:
                     cache.append(kept)
         return x
 
+    @overload
     def backward(
-        self, cache: list, grad: th.Tensor, param_grads: bool = True, input_columns: slice | None = None
+        self, cache: list[Any], grad: th.Tensor, param_grads: bool = ..., input_columns: None = None
+    ) -> None: ...
+
+    @overload
+    def backward(self, cache: list[Any], grad: th.Tensor, param_grads: bool, input_columns: slice) -> th.Tensor: ...
+
+    @overload
+    def backward(
+        self, cache: list[Any], grad: th.Tensor, param_grads: bool = ..., *, input_columns: slice
+    ) -> th.Tensor: ...
+
+    def backward(
+        self, cache: list[Any], grad: th.Tensor, param_grads: bool = True, input_columns: slice | None = None
     ) -> th.Tensor | None:
         """Backpropagate ``grad`` (of the output) through the cached forward pass. ``param_grads``: set the
         parameters' ``.grad`` (added to any already there). ``input_columns``: return the gradient of those
@@ -175,17 +191,17 @@ class ActorNet:
         mu, log_std = getattr(actor, "mu", None), getattr(actor, "log_std", None)
         if type(mu) is not nn.Linear or type(log_std) is not nn.Linear:
             raise ValueError("unsupported actor heads")
-        latent = actor.latent_pi
+        latent = cast(nn.Sequential, actor.latent_pi)
         self.latent = MLP(latent) if len(latent) > 0 else None
         self.mu, self.log_std = mu, log_std
         self.actor = actor
 
-    def sample(self, obs: th.Tensor, cache: dict | None = None) -> tuple[th.Tensor, th.Tensor]:
+    def sample(self, obs: th.Tensor, cache: dict[str, Any] | None = None) -> tuple[th.Tensor, th.Tensor]:
         """``actor.action_log_prob(obs)``: the same noise draw (``Normal.rsample``'s), SB3's log-probability
         (Gaussian log-density, minus its ``log(1 - tanh(u)^2 + 1e-6)`` correction); log_prob is (batch, 1)."""
         from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN
 
-        latent_cache: list | None = [] if cache is not None else None
+        latent_cache: list[Any] | None = [] if cache is not None else None
         latent = self.latent.forward(obs, latent_cache) if self.latent is not None else obs
         mean = th.addmm(self.mu.bias, latent, self.mu.weight.t())
         raw_log_std = th.addmm(self.log_std.bias, latent, self.log_std.weight.t())
@@ -203,7 +219,11 @@ class ActorNet:
         return action, log_prob.reshape(-1, 1)
 
     def backward(
-        self, cache: dict, grad_action: th.Tensor, grad_log_prob: th.Tensor, grad_mean: th.Tensor | None = None
+        self,
+        cache: dict[str, Any],
+        grad_action: th.Tensor,
+        grad_log_prob: th.Tensor,
+        grad_mean: th.Tensor | None = None,
     ) -> None:
         """Set the actor parameters' gradients given the loss's gradient with respect to the sampled action
         (through everything but the log-probability), to the log-probability (per row, or one for all) and,
@@ -303,7 +323,7 @@ class AdamStep:
         for group in self.optimizer.param_groups:
             params = group["params"]
             grads = [p.grad for p in params]
-            states = [self.optimizer.state.get(p) for p in params]
+            states: list[Any] = [self.optimizer.state.get(p) for p in params]
             if any(g is None for g in grads) or any(not st for st in states) or isinstance(group["lr"], th.Tensor):
                 self.optimizer.step()  # first step (state created here) or an unusual case
                 return

@@ -27,7 +27,11 @@ def _layer_norm_mlp(
 
 
 def _rebuild(
-    critic: nn.Module, networks: list[nn.Module], prefix: str, output_dim: int, kwargs: dict[str, Any]
+    critic: nn.Module,
+    networks: list[nn.Module] | list[nn.Sequential],
+    prefix: str,
+    output_dim: int,
+    kwargs: dict[str, Any],
 ) -> None:
     """Replace the critic's freshly built MLPs (same names, same count) by LayerNorm ones."""
     input_dim = kwargs["features_dim"] + get_action_dim(kwargs["action_space"])

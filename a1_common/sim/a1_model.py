@@ -63,7 +63,8 @@ class A1ModelInfo:
     @classmethod
     def of(cls, model: mujoco.MjModel, contract: TaskContract) -> A1ModelInfo:
         def jid(name: str) -> int:
-            return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+            joint_id: int = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+            return joint_id
 
         def sens(name: str) -> int:
             return int(model.sensor_adr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, name)])
@@ -88,7 +89,7 @@ def build_a1_spec(contract: TaskContract, *, friction: float | None = None) -> m
             friction (lower end of the range; randomized per env by the simulator).
     """
     spec = mujoco.MjSpec.from_file(urdf_path())
-    # MuJoCo's URDF reader drops <visual> elements while parsing; a1_common.sim.render adds the meshes back.
+    # MuJoCo's URDF reader drops <visual> elements while parsing; a1_common.sim.visual_model adds the meshes back.
     spec.compiler.fusestatic = True
     spec.option.timestep = contract.sim_dt
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST

@@ -23,7 +23,6 @@ fixes the startup randomization and the episode stream; ``seed(s)`` re-seeds the
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -37,15 +36,13 @@ from mujoco import rollout
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from a1_common.sim.a1_model import A1ModelInfo, build_a1_model, default_qpos
+from a1_common.sim.guards import checked_actions, fullphysics_layout, sanitize_diverged
+from a1_common.sim.randomization import ResetSampler, delay_range, modified_models, startup_models
 from a1_common.task import batch_math
 from a1_common.task.commands import VelocityCommands
 from a1_common.task.observations import ObservationBuilder, body_state
 from a1_common.task.rewards import FootContactTracker, state_reward_terms, weighted_sum
 from a1_contract import TaskContract, get_contract
-
-# Beyond these the physics has diverged: the env is terminated and counted, never passed on silently.
-_MAX_ABS_QVEL = 1.0e3
-_ACTION_TOLERANCE = 1.0e-6
 
 
 class A1MujocoVecEnv(VecEnv):
@@ -99,12 +96,14 @@ class A1MujocoVecEnv(VecEnv):
 
         self.model = build_a1_model(c)
         self.info = A1ModelInfo.of(self.model, c)
-        self._check_state_layout()
+        self._qpos_start, self._qvel_start = fullphysics_layout(self.model, self.info.nstate)
         self._rng = np.random.default_rng(seed)
-        self.models = self._startup_models() if randomize else [self.model] * n
+        self.models = [self.model] * n
+        if randomize:
+            self.models = startup_models(self.model, c, self.info.trunk_body, self._rng, n)
         if modify_model is not None:
-            self.models = _modified(self.models, modify_model)
-        self.action_delay_range = _delay_range(action_delay_substeps, 2 * c.decimation)
+            self.models = modified_models(self.models, modify_model)
+        self.action_delay_range = delay_range(action_delay_substeps, 2 * c.decimation)
         """(low, high) actuation latency in physics steps; each robot's is drawn at its reset."""
         self.trunk_com = np.array([m.body_ipos[self.info.trunk_body] for m in self.models])
         self.num_threads = max(1, min(num_threads or os.cpu_count() or 1, n))
@@ -119,8 +118,7 @@ class A1MujocoVecEnv(VecEnv):
         self._sensor_out = np.zeros((n, c.decimation, self.model.nsensordata))
         self._ctrl = np.zeros((n, c.decimation, self.model.nu))
         self._warmstart = np.zeros((n, self._nv))
-        self._default = np.asarray(c.default_joint_pos)
-        self._soft_limits = c.soft_joint_pos_limits()
+        self._resets = ResetSampler(c, self._default_qpos, self.info.qpos_joints, self._nv)
         self._obs_builder = ObservationBuilder(c)
 
         self.commands = VelocityCommands(c.commands, n, c.policy_dt)
@@ -146,45 +144,6 @@ class A1MujocoVecEnv(VecEnv):
         self._pending: Future[VecEnvStepReturn] | None = None
         self._t0 = time.perf_counter()
         self._reset_envs(np.arange(n))
-
-    # ---- construction helpers -----------------------------------------------------------------
-    def _check_state_layout(self) -> None:
-        """The FULLPHYSICS state is [time, qpos, qvel, ...]; the env indexes it that way."""
-        self._qpos_start = mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_TIME)
-        self._qvel_start = self._qpos_start + self.model.nq
-        data = mujoco.MjData(self.model)
-        data.qpos[:] = np.arange(self.model.nq) + 1.0
-        data.qvel[:] = -np.arange(self.model.nv) - 1.0
-        state = np.zeros(self.info.nstate)
-        mujoco.mj_getState(self.model, data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-        if not (
-            np.array_equal(state[self._qpos_start : self._qvel_start], data.qpos)
-            and np.array_equal(state[self._qvel_start : self._qvel_start + self.model.nv], data.qvel)
-        ):
-            raise RuntimeError("unexpected mjSTATE_FULLPHYSICS layout in this MuJoCo version")
-
-    def _startup_models(self) -> list[mujoco.MjModel]:
-        """One model per env with the contract's startup randomization (friction, trunk mass and COM)."""
-        dr = self.contract.randomization
-        trunk = self.info.trunk_body
-        base_mass = float(self.model.body_mass[trunk])
-        models = []
-        for _ in range(self.num_envs):
-            m = copy.deepcopy(self.model)
-            m.geom_friction[:, 0] = self._rng.uniform(*dr.static_friction_range)
-            if dr.base_mass_mode == "scale_log_uniform":
-                lo, hi = np.log(dr.base_mass_range)
-                mass = base_mass * float(np.exp(self._rng.uniform(lo, hi)))
-            elif dr.base_mass_mode == "add_uniform":
-                mass = base_mass + float(self._rng.uniform(*dr.base_mass_range))
-            else:
-                raise ValueError(f"unknown base_mass_mode {dr.base_mass_mode!r}")
-            m.body_mass[trunk] = mass
-            m.body_inertia[trunk] *= mass / base_mass  # same shape, scaled with the mass
-            m.body_ipos[trunk] += [self._rng.uniform(*r) for r in dr.base_com_range]
-            mujoco.mj_setConst(m, mujoco.MjData(m))
-            models.append(m)
-        return models
 
     # ---- state views --------------------------------------------------------------------------
     @property
@@ -237,7 +196,7 @@ class A1MujocoVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         if self._pending is not None:
             raise RuntimeError("step_async() called twice without step_wait()")
-        self._actions = self._check_actions(actions)
+        self._actions = checked_actions(actions, self.num_envs, self.contract.num_joints)
         if self.background:
             if self._worker is None:
                 self._worker = ThreadPoolExecutor(1, thread_name_prefix="a1_mujoco_step")
@@ -343,7 +302,9 @@ class A1MujocoVecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         method = getattr(self, method_name)
         return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
 
@@ -351,37 +312,9 @@ class A1MujocoVecEnv(VecEnv):
         return [False for _ in self._get_indices(indices)]
 
     # ---- internals ----------------------------------------------------------------------------
-    def _check_actions(self, actions: np.ndarray) -> np.ndarray:
-        expected = (self.num_envs, self.contract.num_joints)
-        try:
-            array = np.asarray(actions, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"actions must be numeric with shape {expected}: {exc}") from exc
-        if array.shape != expected:
-            if array.size == self.num_envs * self.contract.num_joints and array.ndim != 2:
-                array = array.reshape(expected)
-            else:
-                raise ValueError(f"actions must have shape {expected} (num_envs, num_joints), got {array.shape}")
-        finite = np.isfinite(array)
-        if not finite.all():
-            bad_envs = np.flatnonzero(~finite.all(axis=1)).tolist()
-            raise ValueError(f"actions contain NaN or inf for envs {bad_envs[:10]}; refusing to step the simulator")
-        if np.abs(array).max() > 1.0 + _ACTION_TOLERANCE:
-            raise ValueError(
-                f"actions must be normalized to [-1, 1] (the contract maps them to raw bounds), got max |a| = "
-                f"{np.abs(array).max():.4g}"
-            )
-        return np.clip(array, -1.0, 1.0)
-
     def _diverged(self) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            # NaN compares False, so a NaN row fails the "all finite and bounded" test.
-            ok = np.isfinite(self.state).all(axis=1) & (np.abs(self.qvel) <= _MAX_ABS_QVEL).all(axis=1)
-        bad = ~ok
-        if bad.any():
-            self.num_diverged += int(bad.sum())
-            # Keep the numbers finite for the terminal observation; the env is reset this step.
-            self.state[bad] = np.nan_to_num(self.state[bad], nan=0.0, posinf=0.0, neginf=0.0)
+        bad = sanitize_diverged(self.state, self.qvel)
+        self.num_diverged += int(bad.sum())
         return bad
 
     def _reward_terms(self, snap: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -414,20 +347,12 @@ class A1MujocoVecEnv(VecEnv):
         n = len(env_ids)
         if n == 0:
             return
-        c, dr, rng = self.contract, self.contract.randomization, self._rng
-        qpos = np.tile(self._default_qpos, (n, 1))
-        qvel = np.zeros((n, self._nv))
+        c, rng = self.contract, self._rng
         if self.randomize:
-            qpos[:, 0:2] = rng.uniform(*dr.reset_base_pos_xy, size=(n, 2))
-            quat = batch_math.yaw_quat(rng.uniform(*dr.reset_base_yaw, size=n))
-            qpos[:, 3:7] = quat
-            qvel[:, 0:3] = rng.uniform(*dr.reset_base_velocity, size=(n, 3))
-            # Isaac Lab samples the angular velocity in the world frame; MuJoCo's free joint wants body frame.
-            qvel[:, 3:6] = batch_math.quat_rotate_inverse(quat, rng.uniform(*dr.reset_base_velocity, size=(n, 3)))
-            joint_pos = self._default * rng.uniform(*dr.reset_joint_pos_scale, size=(n, c.num_joints))
-            qpos[:, self.info.qpos_joints] = np.clip(joint_pos, self._soft_limits[:, 0], self._soft_limits[:, 1])
-            interval = dr.push_interval_s
-            self.push_time_left[env_ids] = rng.uniform(*interval, size=n) if interval else np.inf
+            qpos, qvel, push_time = self._resets.sample(rng, n)
+            self.push_time_left[env_ids] = push_time
+        else:
+            qpos, qvel = self._resets.nominal(n)
         self.state[env_ids] = 0.0
         self.state[env_ids, self._qpos_start : self._qvel_start] = qpos
         self.state[env_ids, self._qvel_start : self._qvel_start + self._nv] = qvel
@@ -457,26 +382,3 @@ class A1MujocoVecEnv(VecEnv):
             self.qvel[push, 0:2] += pushes  # world-frame root velocity (a view into self.state)
             self.push_time_left[push] = self._rng.uniform(*interval, size=len(push))
         return push
-
-
-def _modified(models: list[mujoco.MjModel], modify: Callable[[mujoco.MjModel], None]) -> list[mujoco.MjModel]:
-    """A modified copy of each distinct model (envs that shared a model share its copy)."""
-    copies: dict[int, mujoco.MjModel] = {}
-    for m in models:
-        if id(m) not in copies:
-            new = copy.deepcopy(m)
-            modify(new)
-            mujoco.mj_setConst(new, mujoco.MjData(new))
-            copies[id(m)] = new
-    return [copies[id(m)] for m in models]
-
-
-def _delay_range(value: int | tuple[int, int] | list[int], most: int) -> tuple[int, int]:
-    """``action_delay_substeps`` as a checked (low, high) pair of physics steps."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else value
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
-        raise ValueError(f"action_delay_substeps must be an int or a (low, high) pair of ints, got {value!r}")
-    low, high = int(pair[0]), int(pair[1])
-    if not 0 <= low <= high <= most:
-        raise ValueError(f"action_delay_substeps must satisfy 0 <= low <= high <= {most} (two policy steps): {value!r}")
-    return low, high

@@ -17,7 +17,8 @@ def quat_rotate_inverse(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
     w = quat[:, 0:1]
     xyz = quat[:, 1:4]
     t = 2.0 * cross(xyz, vec)
-    return vec - w * t + cross(xyz, t)
+    rotated: np.ndarray = vec - w * t + cross(xyz, t)
+    return rotated
 
 
 def quat_rotate(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
@@ -25,7 +26,8 @@ def quat_rotate(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
     w = quat[:, 0:1]
     xyz = quat[:, 1:4]
     t = 2.0 * cross(xyz, vec)
-    return vec + w * t + cross(xyz, t)
+    rotated: np.ndarray = vec + w * t + cross(xyz, t)
+    return rotated
 
 
 def projected_gravity(quat: np.ndarray) -> np.ndarray:
@@ -38,7 +40,8 @@ def projected_gravity(quat: np.ndarray) -> np.ndarray:
 def yaw(quat: np.ndarray) -> np.ndarray:
     """Heading of the body x axis in the world xy plane (rad)."""
     w, x, y, z = quat[:, 0], quat[:, 1], quat[:, 2], quat[:, 3]
-    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    heading: np.ndarray = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return heading
 
 
 def yaw_quat(yaw_angle: np.ndarray) -> np.ndarray:

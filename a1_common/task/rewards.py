@@ -6,7 +6,7 @@ Each term is an (N,) array of the unweighted value; the step reward is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +59,7 @@ class RewardInputs:
 def reward_terms(x: RewardInputs, params: Mapping[str, float], weights: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Unweighted values of the terms that have a non-zero weight."""
     std2 = params["tracking_std"] ** 2
-    terms = {
+    terms: dict[str, Callable[[], np.ndarray]] = {
         "track_lin_vel_xy_exp": lambda: np.exp(-np.sum((x.command[:, :2] - x.lin_vel_b[:, :2]) ** 2, axis=1) / std2),
         "track_ang_vel_z_exp": lambda: np.exp(-((x.command[:, 2] - x.ang_vel_b[:, 2]) ** 2) / std2),
         "lin_vel_z_l2": lambda: x.lin_vel_b[:, 2] ** 2,

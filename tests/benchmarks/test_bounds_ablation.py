@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pretrain.action_diagnostics import initial_distributions
+from pretrain.action_diagnostics import GROUPS, initial_distributions, initial_stats
 from pretrain.curves import CurveWriter
 from pretrain.train import parse
 
@@ -30,7 +30,7 @@ bench = load()
 
 def _initial(method: str) -> dict:
     bounds, contract = bench.method_bounds(method)
-    return bench.initial_stats(bounds, contract, initial_distributions(bounds, n=20_000, seed=0, clip=False))
+    return initial_stats(bounds, contract, initial_distributions(bounds, n=20_000, seed=0, clip=False))
 
 
 def test_width_100_puts_sac_s_first_actions_far_beyond_the_joints_and_unit_bounds_do_not():
@@ -40,7 +40,7 @@ def test_width_100_puts_sac_s_first_actions_far_beyond_the_joints_and_unit_bound
     assert unit["low"] == [-1.0] * 12 and unit["high"] == [1.0] * 12
     # tanh(N(0, 1)) rescaled to +-100: almost every sample is a clamped, dead joint target.
     assert wide["sac_within_targets"] < 0.1 and unit["sac_within_targets"] == 1.0
-    for group in bench.GROUPS:
+    for group in GROUPS:
         lo, hi = wide["p2_5_p97_5"][group]["sac"]
         assert lo < -80 and hi > 80, group
         ppo_lo, ppo_hi = wide["p2_5_p97_5"][group]["ppo"]

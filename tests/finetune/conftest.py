@@ -12,7 +12,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 import numpy as np  # noqa: E402
 
 from a1_contract import TaskContract  # noqa: E402
-from finetune.protocol import TransitionBatch  # noqa: E402
+from finetune.messages import TransitionBatch  # noqa: E402
 from tests.deploy.conftest import tiny_bundle  # noqa: E402, F401  (a fixture)
 
 

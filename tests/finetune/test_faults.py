@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from a1_common.bundle import load_bundle_files
-from finetune.learner import LearnerConfig
+from finetune.learner_config import LearnerConfig
 from finetune.pipeline import free_port, init_keys, start_learner, stop_learner
 from finetune.transport import ActorClient
 

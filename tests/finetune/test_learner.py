@@ -10,7 +10,8 @@ import torch as th
 
 from deploy.runner import PolicyRunner
 from finetune.buffers import MixedReplayBuffer
-from finetune.learner import Learner, LearnerConfig
+from finetune.learner import Learner
+from finetune.learner_config import LearnerConfig
 from tests.finetune.conftest import make_batch
 
 
@@ -63,6 +64,31 @@ def test_mixed_buffer_without_sim_data_samples_only_real(tiny_bundle, tmp_path):
     assert learner.mixed.split(32) == (32, 0)
     with pytest.raises(ValueError, match="real_fraction"):
         MixedReplayBuffer(None, learner.real, 1.5)
+
+
+def test_the_mixed_buffer_is_an_sb3_replay_buffer_writing_to_the_real_one(tiny_bundle, tmp_path):
+    from stable_baselines3.common.buffers import ReplayBuffer
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+    learner = _learner(tiny_bundle, tmp_path, learning_starts=0)
+    mixed, real, sim, c = learner.mixed, learner.real, learner.mixed.sim, learner.contract
+    assert isinstance(mixed, ReplayBuffer) and learner.model.replay_buffer is mixed
+    b = make_batch(c, "a1", 0, 2)
+    mixed.add(b.obs[:1], b.next_obs[:1], b.actions[:1], b.rewards[:1], np.array([False]), [{}])
+    assert real.size() == 1 and mixed.pos == real.pos == 1 and not mixed.full
+    assert mixed.size() == 1 + sim.size() and mixed.buffer_size == real.buffer_size
+    batch = mixed.sample(8, env=learner.model._vec_normalize_env)
+    assert isinstance(batch, ReplayBufferSamples) and batch.observations.shape == (8, c.obs_dim)
+    # rows by index: the real buffer's first, then the simulator's, returned in the order asked for
+    rows = mixed._get_samples(np.array([1, 0]))
+    assert th.equal(rows.observations[1], th.as_tensor(b.obs[0]))
+    assert any(th.equal(rows.observations[0], th.as_tensor(o)) for o in sim.observations[0])
+    # the fast update draws one batch per call (the split is per batch), not several in one call
+    calls, sample = [], mixed.sample
+    mixed.sample = lambda n, env=None: calls.append(n) or sample(n, env=env)
+    assert len(list(learner.model._sampled_batches(3, 16))) == 3 and calls == [16, 16, 16]
+    mixed.reset()
+    assert real.size() == 0 and mixed.pos == 0 and mixed.size() == sim.size()
 
 
 def test_checkpoint_and_resume_continue_exactly(tiny_bundle, tmp_path):

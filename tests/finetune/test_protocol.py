@@ -8,18 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from finetune.protocol import (
-    PROTOCOL_VERSION,
-    Ack,
-    Heartbeat,
-    Hello,
-    Lost,
-    PolicyUpdate,
-    ProtocolError,
-    TransitionBatch,
-    decode,
-    encode,
-)
+from finetune.messages import Ack, Heartbeat, Hello, Lost, PolicyUpdate, ProtocolError, TransitionBatch
+from finetune.protocol import PROTOCOL_VERSION, decode, encode
 
 
 def make_batch(n: int = 5, first_seq: int = 10, obs_dim: int = 48, action_dim: int = 12, seed: int = 0):

@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 
-from finetune.pipeline import write_report
+from finetune.report import write_report
 
 
 def _episode(i: int, ret: float, true_ret: float | None, end: str = "timeout") -> dict:
@@ -59,7 +59,7 @@ def test_an_unfinished_last_episode_is_not_plotted_as_a_drop(tmp_path):
     the fine-tuning curve, the whole episodes (falls included) stay, and the axis label says one was left out."""
     import matplotlib.pyplot as plt
 
-    from finetune.pipeline import plot_during
+    from finetune.report import plot_during
 
     episodes = [_episode(i, 5.0 + 0.1 * i, None, "fall" if i == 2 else "timeout") for i in range(1, 5)]
     episodes.append({**_episode(5, 0.03, None, "interrupted"), "steps": 7})
@@ -79,7 +79,7 @@ def test_one_return_per_group_is_drawn_as_points_on_an_axis_from_zero():
     import matplotlib.pyplot as plt
     from matplotlib.collections import PathCollection
 
-    from finetune.pipeline import plot_returns
+    from finetune.report import plot_returns
 
     fig, ax = _axes()
     kind = plot_returns(ax, {"zero-shot": [6.60], "fine-tuned": [6.66]})
@@ -99,7 +99,7 @@ def test_one_return_per_group_is_drawn_as_points_on_an_axis_from_zero():
 def test_enough_returns_get_a_box_plot_and_an_empty_group_is_named():
     import matplotlib.pyplot as plt
 
-    from finetune.pipeline import MIN_BOX_SAMPLES, plot_returns
+    from finetune.report import MIN_BOX_SAMPLES, plot_returns
 
     rng = np.random.default_rng(0)
     fig, ax = _axes()

@@ -16,7 +16,8 @@ import zmq.auth
 
 from a1_contract import get_contract
 from finetune.keys import generate
-from finetune.protocol import Ack, Heartbeat, Hello, PolicyUpdate, decode, encode
+from finetune.messages import Ack, Heartbeat, Hello, PolicyUpdate
+from finetune.protocol import decode, encode
 from finetune.transport import ActorClient, LearnerServer, SequenceTracker
 from tests.finetune.test_protocol import make_batch
 

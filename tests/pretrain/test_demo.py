@@ -13,7 +13,8 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from a1_common.sim.a1_model import build_a1_model, default_qpos  # noqa: E402
-from a1_common.sim.render import A1Renderer, check_same_qpos_layout, render_grid  # noqa: E402
+from a1_common.sim.render import A1Renderer, render_grid  # noqa: E402
+from a1_common.sim.visual_model import check_same_qpos_layout  # noqa: E402
 from a1_contract import get_contract  # noqa: E402
 from pretrain import demo  # noqa: E402
 

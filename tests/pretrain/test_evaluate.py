@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from a1_contract import get_contract
-from pretrain.evaluate import DEFAULT_GRID, Goals, evaluate_condition, main
+from pretrain.evaluate import main
+from pretrain.evaluate_grid import DEFAULT_GRID, Goals, evaluate_condition
 
 CONTRACT = get_contract()
 
@@ -64,7 +65,7 @@ def test_falls_are_counted_and_a_fallen_robot_keeps_its_command():
 
 
 def test_goals_are_judged_per_command():
-    from pretrain.evaluate import PointResult, _goal_check
+    from pretrain.evaluate_grid import PointResult, _goal_check
 
     def point(cmd, lin, yaw=0.0, along=0.0, falls=0):
         return PointResult(list(cmd), 1, lin, yaw, along, 0.0, falls, 30.0, 0.0)
@@ -111,7 +112,7 @@ def test_cli_refuses_bad_flags(capsys):
 
 
 def test_video_of_a_command_sequence(tmp_path):
-    from pretrain.evaluate import record_video
+    from pretrain.evaluate_report import record_video
 
     path = record_video(
         hold_default_pose, CONTRACT, tmp_path / "video", sequence=((0.2, (0.5, 0.0, 0.0)), (0.2, (0, 0, 1.0)))
@@ -121,7 +122,7 @@ def test_video_of_a_command_sequence(tmp_path):
 
 
 def test_the_latency_condition_is_training_conditions_with_targets_one_policy_step_late():
-    from pretrain.evaluate import condition_env_kwargs
+    from pretrain.evaluate_grid import condition_env_kwargs
 
     kwargs = condition_env_kwargs("latency", CONTRACT)
     assert kwargs == {"randomize": True, "obs_noise": True, "action_delay_substeps": CONTRACT.decimation}

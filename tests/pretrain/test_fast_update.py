@@ -262,7 +262,7 @@ def test_sb3_buffer_is_sampled_once_per_call(env, monkeypatch):
     monkeypatch.setattr(model.replay_buffer, "sample", counting)
     model.train(gradient_steps=5, batch_size=BATCH)
     assert calls == [5 * BATCH]
-    monkeypatch.setattr("a1_common.algos.delayed._SAMPLE_ROWS", 2 * BATCH)  # in chunks of at most 2 steps
+    monkeypatch.setattr("a1_common.algos.delayed_fast._SAMPLE_ROWS", 2 * BATCH)  # in chunks of at most 2 steps
     calls.clear()
     model.train(gradient_steps=5, batch_size=BATCH)
     assert calls == [2 * BATCH, 2 * BATCH, BATCH]

@@ -7,8 +7,7 @@ import pytest
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from a1_common.sim.mujoco_vec_env import A1MujocoVecEnv
-from a1_contract import get_contract
-from a1_contract.contract import ActionBounds, ContractError
+from a1_contract import ActionBounds, ContractError, get_contract
 from a1_contract.symmetry import joint_mirror, mirror_of
 from pretrain.mirror import enable_mirror
 

@@ -46,7 +46,7 @@ CI_GRID = [(0.5, 0.0, 0.0), (-0.5, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.5, 0.0), 
 def test_reference_policy_follows_forward_backward_sideways_and_turning_commands(condition):
     """What the committed reference does on a subset of the grid, with margins for the seed (the full grid and its
     goals: ``python -m pretrain evaluate pretrain/reference_policy``)."""
-    from pretrain.evaluate import evaluate_condition
+    from pretrain.evaluate_grid import evaluate_condition
 
     policy = BundlePolicy(REFERENCE_BUNDLE)
     res = evaluate_condition(policy, policy.contract, CI_GRID, condition=condition, robots_per_command=2, seconds=8.0,

@@ -15,19 +15,12 @@ import numpy as np
 import pytest
 
 from a1_contract import get_contract, robot
-from robot_bridge.a1_driver import A1Driver, DriverConfig, DriverStatus
+from robot_bridge.a1_driver import A1Driver
+from robot_bridge.a1_driver_types import DriverConfig, DriverStatus
 from robot_bridge.emulator_udp import UdpEmulatedA1
-from robot_bridge.unitree_protocol import (
-    HIGHLEVEL,
-    MODE_SERVO,
-    POS_STOP_F,
-    LowCmd,
-    LowState,
-    ProtocolError,
-    contract_to_motor_state,
-    pack_low_state,
-    unpack_low_cmd,
-)
+from robot_bridge.unitree_codec import ProtocolError, pack_low_state, unpack_low_cmd
+from robot_bridge.unitree_mapping import contract_to_motor_state
+from robot_bridge.unitree_protocol import HIGHLEVEL, MODE_SERVO, POS_STOP_F, LowCmd, LowState
 from tests.robot_bridge.conftest import wait_for
 from tests.robot_bridge.test_emulated_walk import LENIENT, SPEED_TOLERANCE, WALK_SPEED, reference_policy  # noqa: F401, F811 (fixture)
 

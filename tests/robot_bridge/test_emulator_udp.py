@@ -13,26 +13,19 @@ import pytest
 from a1_contract import get_contract, robot
 from robot_bridge.emulator import EmulatedA1, MotorCommand
 from robot_bridge.emulator_udp import BRAKE_KD, UdpEmulatedA1, motor_command_from_low_cmd, rpy_from_wxyz
-from robot_bridge.unitree_protocol import (
-    MODE_BRAKE,
-    POS_STOP_F,
-    VEL_STOP_F,
+from robot_bridge.unitree_codec import (
     CrcError,
-    LowCmd,
-    LowState,
-    brake_cmd,
-    foot_forces_newtons,
-    motor_state_to_contract,
     pack_low_cmd,
     pack_low_cmd_fast,
     pack_low_state,
     pack_low_state_fast,
-    targets_to_motor_cmd,
     unpack_low_cmd,
     unpack_low_cmd_fast,
     unpack_low_state,
     unpack_low_state_fast,
 )
+from robot_bridge.unitree_mapping import brake_cmd, foot_forces_newtons, motor_state_to_contract, targets_to_motor_cmd
+from robot_bridge.unitree_protocol import MODE_BRAKE, POS_STOP_F, VEL_STOP_F, LowCmd, LowState
 from tests.robot_bridge.conftest import wait_for
 
 CONTRACT = get_contract()

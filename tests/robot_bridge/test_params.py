@@ -73,3 +73,68 @@ def test_a_stand_up_at_a_quarter_speed_is_the_same_stand_up_tick_for_tick():
     real_time, quarter = targets(1.0), targets(4.0)
     assert len(real_time) > 50 and len(quarter) == len(real_time)
     np.testing.assert_allclose(np.array(quarter), np.array(real_time), atol=1e-9)
+
+
+def _registries() -> dict[str, tuple]:
+    from finetune.actor_node import FINETUNE_PARAMS
+    from robot_bridge.emulator_node import PARAMS as EMULATOR_PARAMS
+    from robot_bridge.estimator_node import PARAMS as ESTIMATOR_PARAMS
+
+    return {
+        "a1_driver": DRIVER_PARAMS,
+        "emulator_node": EMULATOR_PARAMS,
+        "estimator": ESTIMATOR_PARAMS,
+        "policy_node": POLICY_PARAMS,
+        "finetune_actor": FINETUNE_PARAMS,  # and the policy node's
+    }
+
+
+def test_a_parameter_that_is_a_config_field_takes_the_fields_docstring():
+    """Descriptions are written once: a node parameter named after a field of the config dataclass the node builds
+    is described by that field's docstring (``robot_bridge.params.from_fields``)."""
+    from a1_common.cli import field_docs
+    from robot_bridge.a1_driver_types import DriverConfig
+    from robot_bridge.emulator import DynamicsGap
+    from robot_bridge.estimator import EstimatorConfig
+    from robot_bridge.safety import SafetyConfig
+
+    registries = _registries()
+    configs = {"a1_driver": DriverConfig, "emulator_node": DynamicsGap, "estimator": EstimatorConfig,
+               "policy_node": SafetyConfig}  # fmt: skip
+    for node, config in configs.items():
+        docs = field_docs(config)
+        described = [p for p in registries[node] if p.name in docs]
+        assert described, node
+        for param in described:
+            assert param.description.startswith(docs[param.name]), f"{node} {param.name}: {param.description!r}"
+
+
+def test_no_two_parameters_share_a_description():
+    seen: dict[str, str] = {}
+    for node, params in _registries().items():
+        for param in params:
+            where = seen.setdefault(param.description, f"{node} {param.name}")
+            assert where == f"{node} {param.name}", f"{node} {param.name} is described as {where}"
+
+
+def test_from_fields_takes_values_and_docstrings_and_refuses_an_undescribed_field():
+    from dataclasses import dataclass
+
+    from robot_bridge.params import from_fields
+
+    @dataclass
+    class Config:
+        gain: float = 2.0
+        """Gain of the loop."""
+        limit: float | None = None
+        """Upper limit; None: none."""
+        port: int = 8007
+
+    params = from_fields(Config(), ["gain", "limit"], defaults={"limit": -1.0}, notes={"limit": "Negative: None."})
+    assert [(p.name, p.default, p.description) for p in params] == [
+        ("gain", 2.0, "Gain of the loop."),
+        ("limit", -1.0, "Upper limit; None: none. Negative: None."),
+    ]
+    assert from_fields(Config(), ["port"], notes={"port": "UDP port."})[0].description == "UDP port."
+    with pytest.raises(ValueError, match="Config.port has no docstring"):
+        from_fields(Config())

@@ -9,6 +9,8 @@ import pytest
 
 from a1_contract import get_contract
 from a1_contract.robot import sdk_motor_index
+from robot_bridge import unitree_codec as codec
+from robot_bridge import unitree_mapping as mapping
 from robot_bridge import unitree_protocol as up
 
 # Offsets from the SDK v3.3.x comm.h members (pack(1)): header 1+2+2+4+1 = 10 B, MotorCmd 1+5*4+3*4 = 33 B,
@@ -119,8 +121,8 @@ def test_struct_sizes_match_the_sdk():
     assert struct.calcsize("<" + up.IMU_FMT) == 53
     assert struct.calcsize("<" + up.LED_FMT) == 3
     assert struct.calcsize("<" + up.HEADER_FMT) == 10
-    assert len(up.pack_low_cmd(up.LowCmd())) == 730
-    assert len(up.pack_low_state(up.LowState())) == 891
+    assert len(codec.pack_low_cmd(up.LowCmd())) == 730
+    assert len(codec.pack_low_state(up.LowState())) == 891
     # crc32_core((uint32_t*)&msg, (sizeof(msg) >> 2) - 1)
     assert up.LOW_CMD_CRC_WORDS == 181 and up.LOW_STATE_CRC_WORDS == 221
 
@@ -132,7 +134,7 @@ def test_low_cmd_field_offsets():
     cmd.kd[19] = -2.25
     cmd.led[3] = (7, 8, 9)
     cmd.wireless_remote[0] = 0x5A
-    data = up.pack_low_cmd(cmd)
+    data = codec.pack_low_cmd(cmd)
     o = LOW_CMD_OFFSETS
     assert data[0] == 0xFF
     assert struct.unpack_from("<I", data, 5)[0] == 0x11223344
@@ -155,7 +157,7 @@ def test_low_state_field_offsets():
     st.temperature[11] = 42
     st.foot_force[:] = (10, -20, 30, 400)
     st.foot_force_est[3] = -7
-    data = up.pack_low_state(st)
+    data = codec.pack_low_state(st)
     o = LOW_STATE_OFFSETS
     assert struct.unpack_from("<4f", data, o["imu"]) == (0.5, -0.5, 0.25, 1.0)
     assert struct.unpack_from("<f", data, o["imu"] + 36)[0] == pytest.approx(9.81, rel=1e-7)
@@ -174,27 +176,27 @@ def test_low_state_field_offsets():
 @pytest.mark.parametrize("seed", range(5))
 def test_low_cmd_round_trip(seed):
     cmd = random_cmd(np.random.default_rng(seed))
-    data = up.pack_low_cmd(cmd)
-    back = up.unpack_low_cmd(data)
+    data = codec.pack_low_cmd(cmd)
+    back = codec.unpack_low_cmd(data)
     assert_same_fields(cmd, back)
     assert back.crc == reference_crc32_core(data, 181)
-    assert up.pack_low_cmd(back) == data
+    assert codec.pack_low_cmd(back) == data
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_low_state_round_trip(seed):
     st = random_state(np.random.default_rng(100 + seed))
-    data = up.pack_low_state(st)
-    back = up.unpack_low_state(data)
+    data = codec.pack_low_state(st)
+    back = codec.unpack_low_state(data)
     assert_same_fields(st, back)
     assert back.crc == reference_crc32_core(data, 221)
-    assert up.pack_low_state(back) == data
+    assert codec.pack_low_state(back) == data
 
 
 def test_float64_inputs_are_rounded_to_float32():
     cmd = up.LowCmd()
     cmd.q = np.full(20, 0.1, dtype=np.float64)
-    back = up.unpack_low_cmd(up.pack_low_cmd(cmd))
+    back = codec.unpack_low_cmd(codec.pack_low_cmd(cmd))
     np.testing.assert_array_equal(back.q, np.full(20, np.float32(0.1)))
 
 
@@ -227,65 +229,65 @@ def test_crc_reads_words_little_endian():
 @pytest.mark.parametrize(
     ("pack", "unpack", "covered", "size"),
     [
-        (lambda: up.pack_low_cmd(random_cmd(np.random.default_rng(7))), up.unpack_low_cmd, 724, 730),
-        (lambda: up.pack_low_state(random_state(np.random.default_rng(8))), up.unpack_low_state, 884, 891),
+        (lambda: codec.pack_low_cmd(random_cmd(np.random.default_rng(7))), codec.unpack_low_cmd, 724, 730),
+        (lambda: codec.pack_low_state(random_state(np.random.default_rng(8))), codec.unpack_low_state, 884, 891),
     ],
     ids=["LowCmd", "LowState"],
 )
 def test_any_flipped_byte_breaks_the_crc(pack, unpack, covered, size):
     data = pack()
     unpack(data)  # valid as packed
-    stats = up.ProtocolStats()
+    stats = codec.ProtocolStats()
     flips = [*range(covered), *range(size - 4, size)]  # every CRC-covered byte and the crc field itself
     for i in flips:
         bad = bytearray(data)
         bad[i] ^= 0x01 if i % 2 else 0xFF
-        with pytest.raises(up.CrcError):
+        with pytest.raises(codec.CrcError):
             unpack(bytes(bad), stats)
     assert stats.crc_errors == len(flips) and stats.ok == 0
 
 
 # ---- validation and counters -------------------------------------------------------------------------------
 def test_short_and_long_packets_are_rejected_and_counted():
-    data = up.pack_low_state(up.LowState())
-    stats = up.ProtocolStats()
+    data = codec.pack_low_state(up.LowState())
+    stats = codec.ProtocolStats()
     for bad in (b"", data[:1], data[:-1], data[:730], data + b"\x00"):
-        with pytest.raises(up.WrongLengthError):
-            up.unpack_low_state(bad, stats)
+        with pytest.raises(codec.WrongLengthError):
+            codec.unpack_low_state(bad, stats)
     # A valid LowCmd is not a LowState.
-    with pytest.raises(up.WrongLengthError):
-        up.unpack_low_state(up.pack_low_cmd(up.LowCmd()), stats)
-    with pytest.raises(up.WrongLengthError):
-        up.unpack_low_cmd(data, stats)
+    with pytest.raises(codec.WrongLengthError):
+        codec.unpack_low_state(codec.pack_low_cmd(up.LowCmd()), stats)
+    with pytest.raises(codec.WrongLengthError):
+        codec.unpack_low_cmd(data, stats)
     assert stats.as_dict() == {"ok": 0, "short_packets": 7, "crc_errors": 0, "wrong_level": 0}
 
 
 def test_wrong_level_flag_is_rejected_and_counted():
-    stats = up.ProtocolStats()
+    stats = codec.ProtocolStats()
     for level in (up.HIGHLEVEL, 0xEE, 0xF0):
-        with pytest.raises(up.WrongLevelError):
-            up.unpack_low_state(up.pack_low_state(up.LowState(level_flag=level)), stats)
-        with pytest.raises(up.WrongLevelError):
-            up.unpack_low_cmd(up.pack_low_cmd(up.LowCmd(level_flag=level)), stats)
+        with pytest.raises(codec.WrongLevelError):
+            codec.unpack_low_state(codec.pack_low_state(up.LowState(level_flag=level)), stats)
+        with pytest.raises(codec.WrongLevelError):
+            codec.unpack_low_cmd(codec.pack_low_cmd(up.LowCmd(level_flag=level)), stats)
     assert stats.wrong_level == 6 and stats.crc_errors == 0 and stats.ok == 0
 
 
 def test_bad_crc_is_rejected_and_counted_then_good_packets_count_ok():
-    stats = up.ProtocolStats()
-    data = bytearray(up.pack_low_state(up.LowState()))
+    stats = codec.ProtocolStats()
+    data = bytearray(codec.pack_low_state(up.LowState()))
     data[-1] ^= 0x80
-    with pytest.raises(up.CrcError):
-        up.unpack_low_state(bytes(data), stats)
-    assert isinstance(up.CrcError("x"), up.ProtocolError)
+    with pytest.raises(codec.CrcError):
+        codec.unpack_low_state(bytes(data), stats)
+    assert isinstance(codec.CrcError("x"), codec.ProtocolError)
     for _ in range(3):
-        up.unpack_low_state(up.pack_low_state(up.LowState()), stats)
+        codec.unpack_low_state(codec.pack_low_state(up.LowState()), stats)
     assert stats.as_dict() == {"ok": 3, "short_packets": 0, "crc_errors": 1, "wrong_level": 0}
     assert stats.rejected == 1
 
 
 def test_stats_are_optional():
-    with pytest.raises(up.ProtocolError):
-        up.unpack_low_cmd(b"\xff" * 10)
+    with pytest.raises(codec.ProtocolError):
+        codec.unpack_low_cmd(b"\xff" * 10)
 
 
 # ---- joint mapping -------------------------------------------------------------------------------------------
@@ -299,18 +301,18 @@ def test_a_target_on_one_joint_lands_on_exactly_its_sdk_motor():
         q[j] = 0.7
         kp = np.ones(12)
         kp[j] = 33.0
-        cmd = up.targets_to_motor_cmd(q, kp=kp, kd=0.5, contract=contract)
+        cmd = mapping.targets_to_motor_cmd(q, kp=kp, kd=0.5, contract=contract)
         motor = sdk_motor_index(name)
         assert np.flatnonzero(cmd.q).tolist() == [motor], name
         assert cmd.q[motor] == np.float32(0.7)
         assert np.flatnonzero(cmd.kp == 33.0).tolist() == [motor], name
         # And it survives the wire.
-        back = up.unpack_low_cmd(up.pack_low_cmd(cmd))
+        back = codec.unpack_low_cmd(codec.pack_low_cmd(cmd))
         assert np.flatnonzero(back.q).tolist() == [motor], name
 
 
 def test_servo_cmd_modes_and_unused_motors():
-    cmd = up.targets_to_motor_cmd(np.full(12, 0.3), kp=25.0, kd=0.5)
+    cmd = mapping.targets_to_motor_cmd(np.full(12, 0.3), kp=25.0, kd=0.5)
     assert cmd.level_flag == up.LOWLEVEL
     assert (cmd.mode[:12] == up.MODE_SERVO).all() and (cmd.mode[12:] == 0).all()
     for arr in (cmd.q, cmd.dq, cmd.tau, cmd.kp, cmd.kd):
@@ -323,11 +325,11 @@ def test_non_finite_targets_never_reach_a_command(bad):
     q = np.zeros(12)
     q[5] = bad
     with pytest.raises(ValueError):
-        up.targets_to_motor_cmd(q, kp=25.0, kd=0.5)
+        mapping.targets_to_motor_cmd(q, kp=25.0, kd=0.5)
     with pytest.raises(ValueError):
-        up.targets_to_motor_cmd(np.zeros(12), kp=bad, kd=0.5)
+        mapping.targets_to_motor_cmd(np.zeros(12), kp=bad, kd=0.5)
     with pytest.raises(ValueError):
-        up.targets_to_motor_cmd(np.zeros(11), kp=25.0, kd=0.5)
+        mapping.targets_to_motor_cmd(np.zeros(11), kp=25.0, kd=0.5)
 
 
 def test_motor_state_to_contract_order():
@@ -336,8 +338,8 @@ def test_motor_state_to_contract_order():
     st.q[:] = np.arange(20)
     st.dq[:] = 100 + np.arange(20)
     st.tau_est[:] = -np.arange(20)
-    st = up.unpack_low_state(up.pack_low_state(st))
-    q, dq, tau = up.motor_state_to_contract(st, contract)
+    st = codec.unpack_low_state(codec.pack_low_state(st))
+    q, dq, tau = mapping.motor_state_to_contract(st, contract)
     expected = np.array([sdk_motor_index(n) for n in contract.joint_names], dtype=np.float64)
     np.testing.assert_array_equal(q, expected)
     np.testing.assert_array_equal(dq, 100 + expected)
@@ -348,8 +350,8 @@ def test_motor_state_to_contract_order():
 def test_emulator_side_round_trip_through_contract_order():
     rng = np.random.default_rng(3)
     q, dq, tau = rng.normal(size=(3, 12))
-    st = up.contract_to_motor_state(up.LowState(), q, dq, tau)
-    back = up.motor_state_to_contract(up.unpack_low_state(up.pack_low_state(st)))
+    st = mapping.contract_to_motor_state(up.LowState(), q, dq, tau)
+    back = mapping.motor_state_to_contract(codec.unpack_low_state(codec.pack_low_state(st)))
     for got, want in zip(back, (q, dq, tau), strict=True):
         np.testing.assert_array_equal(got, want.astype(np.float32).astype(np.float64))
 
@@ -360,17 +362,17 @@ def test_imu_and_foot_forces():
     st.gyroscope[:] = (0.1, 0.2, 0.3)
     st.accelerometer[:] = (0.0, 0.0, 9.8)
     st.foot_force[:] = (1, 2, 3, 4)
-    st = up.unpack_low_state(up.pack_low_state(st))
-    quat, gyro, acc = up.imu_from_state(st)
+    st = codec.unpack_low_state(codec.pack_low_state(st))
+    quat, gyro, acc = mapping.imu_from_state(st)
     np.testing.assert_allclose(quat, (0.9, 0.1, -0.2, 0.3), rtol=1e-6)
     np.testing.assert_allclose(gyro, (0.1, 0.2, 0.3), rtol=1e-6)
     np.testing.assert_allclose(acc, (0.0, 0.0, 9.8), rtol=1e-6)
-    assert up.foot_forces(st) == {"FR": 1.0, "FL": 2.0, "RR": 3.0, "RL": 4.0}
+    assert mapping.foot_forces(st) == {"FR": 1.0, "FL": 2.0, "RR": 3.0, "RL": 4.0}
 
 
 # ---- damping ---------------------------------------------------------------------------------------------------
 def test_damping_cmd_has_zero_kp_everywhere():
-    cmd = up.unpack_low_cmd(up.pack_low_cmd(up.damping_cmd(kd=2.0)))
+    cmd = codec.unpack_low_cmd(codec.pack_low_cmd(mapping.damping_cmd(kd=2.0)))
     assert (cmd.kp == 0).all()
     assert (cmd.dq == 0).all() and (cmd.tau == 0).all()
     assert (cmd.kd[:12] == 2.0).all() and (cmd.kd[12:] == 0).all()
@@ -381,11 +383,11 @@ def test_damping_cmd_has_zero_kp_everywhere():
 @pytest.mark.parametrize("kd", [0.0, -1.0, np.nan])
 def test_damping_needs_positive_kd(kd):
     with pytest.raises(ValueError):
-        up.damping_cmd(kd)
+        mapping.damping_cmd(kd)
 
 
 def test_brake_cmd_is_mode_zero_and_all_zero():
-    cmd = up.unpack_low_cmd(up.pack_low_cmd(up.brake_cmd()))
+    cmd = codec.unpack_low_cmd(codec.pack_low_cmd(mapping.brake_cmd()))
     assert (cmd.mode == up.MODE_BRAKE).all()
     for arr in (cmd.q, cmd.dq, cmd.tau, cmd.kp, cmd.kd):
         assert (arr == 0).all()
