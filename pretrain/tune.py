@@ -90,6 +90,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--export-preset", metavar="NAME", help="write the best trial as OUT/STUDY/NAME.yaml")
     parser.add_argument("--report", action="store_true", help="write OUT/STUDY/report.md, history.png, importances.png")
     parser.add_argument("--list-space", action="store_true", help="print the search space and base config, then exit")
+    parser.add_argument(
+        "--check-seeds", metavar="N,N,...",
+        help="train the best trial's config and the base config again on these (fresh) seeds, the study's budget"
+        " and scoring, and compare (pretrain/tune_check.py; OUT/STUDY/check.json)",
+    )  # fmt: skip
+    parser.add_argument("--check-jobs", type=int, default=2, help="--check-seeds runs at once, one core each")
     return parser
 
 
@@ -148,6 +154,13 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("need --eval-robots >= 1 and --eval-seconds > --eval-settle-s >= 0")
     if args.heartbeat_s < 1:
         parser.error(f"--heartbeat-s must be >= 1, got {args.heartbeat_s}")
+    if args.check_seeds is not None:
+        try:
+            args.check_seeds = [int(v) for v in args.check_seeds.split(",")]
+        except ValueError:
+            parser.error(f"--check-seeds: comma-separated integers, got {args.check_seeds!r}")
+    if args.check_jobs < 1:
+        parser.error(f"--check-jobs must be >= 1, got {args.check_jobs}")
     if args.export_preset and not args.export_preset.replace("_", "").replace("-", "").isalnum():
         parser.error(f"--export-preset: a name of letters, digits, _ and -, got {args.export_preset!r}")
 
@@ -188,6 +201,10 @@ def _main(argv: list[str], prog: str | None) -> int:
 
             for line in write_report(study, run_root):
                 print(f"[tune] {line}")
+        if args.check_seeds:
+            from pretrain.tune_check import check
+
+            print(json.dumps(check(study, run_root, args.check_seeds, args.check_jobs)))
     return 0
 
 

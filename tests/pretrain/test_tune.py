@@ -9,6 +9,7 @@ is failed by the next worker through Optuna's heartbeat; the best trial exports 
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import pwd
@@ -152,6 +153,43 @@ def test_export_preset_is_a_config_a1_pretrain_accepts_and_report_is_written(sql
     assert "| trial | state | objective |" in report and f"Best: trial {study.best_trial.number}" in report
     for png in ("history.png", "importances.png"):  # 3 completed trials: importances can be computed
         assert (root / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
+@pytest.mark.slow
+def test_check_seeds_trains_the_best_and_the_base_config_again_on_fresh_seeds(sqlite_study, capsys) -> None:
+    tmp, storage, study, _ = sqlite_study
+    argv = ["--storage", storage, "--study-name", "sqlite_study", "--n-trials", "0", "--out", str(tmp / "tune")]
+    assert run_tune([*argv, "--check-seeds", "5"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    root = tmp / "tune" / "sqlite_study" / "check"
+    best = cfgmod.from_dict(study.best_trial.user_attrs["config"])
+    for label in ("best", "base"):
+        trained = cfgmod.from_dict(cfgmod.load_yaml(root / f"{label}_seed5" / "config.yaml"))
+        assert (trained.seed, trained.minutes) == (5, float(TRIAL_MINUTES))
+        score = json.loads((root / f"{label}_seed5" / "tune_score.json").read_text())
+        assert result[label]["objectives"] == [score["objective"]]
+
+    def flat(path: Path) -> dict:
+        config = cfgmod.from_dict(cfgmod.load_yaml(path))
+        return json.loads(json.dumps({k: v for k, v, _ in cfgmod.field_paths(config)}))
+
+    trained_best, trained_base = flat(root / "best_seed5" / "config.yaml"), flat(root / "base_seed5" / "config.yaml")
+    sampled = {k: v for k, v, _ in cfgmod.field_paths(best)}
+    for spec in tune_space.SPACE:  # the best trial's values; the base: the study's (sac preset + --fix) values
+        assert trained_best[spec.key] == json.loads(json.dumps(sampled[spec.key])), spec.key
+    per_run = ("seed", "minutes", "timesteps", "out", "log_every_s")
+    base = study.user_attrs["tune_setup"]["base"]
+    assert {k: v for k, v in base.items() if k not in per_run} == {k: trained_base[k] for k in base if k not in per_run}
+    assert (result["metric"], result["value"], result["baseline"]) == (
+        "tune_check",
+        result["best"]["objective"],
+        result["base"]["objective"],
+    )
+    assert result["wins"] == int(result["value"] < result["baseline"])
+    assert json.loads((tmp / "tune" / "sqlite_study" / "check.json").read_text()) == result
+    # Run again: the scores are there, nothing is trained.
+    assert run_tune([*argv, "--check-seeds", "5"]) == 0
+    assert "training" not in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -1,0 +1,121 @@
+"""``python -m pretrain tune --study-name NAME --n-trials 0 --check-seeds 1,2,3``: did the search find something, or a
+lucky seed? The best trial's config and the study's base config (the preset with the ``--fix`` values: what a user
+runs without the search) trained again on fresh seeds, with the study's budget and scoring, two at a time (one core
+each, the pair of a seed side by side so that both see the same load).
+
+Run directories: ``<out>/<study>/check/{best,base}_seed<N>/`` (kept; a run whose score is already there is not
+trained again, so an interrupted check continues). Prints a table and one JSON line::
+
+    {"metric": "tune_check", "value": <mean objective of the best config>, "baseline": <the base's>,
+     "wins": <seeds where the best config scored lower>, "seeds": [...], "best": {...}, "base": {...}, ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from a1_common.cli import UsageError
+from pretrain import config as cfgmod
+from pretrain.tune_trial import REPORT_STEPS
+
+TRAINER = "import sys\nfrom pretrain.tune_trial import trainer_main\nsys.exit(trainer_main(sys.argv[1:]))"
+
+
+def configs(study: Any, run_root: Path, seeds: list[int]) -> dict[str, cfgmod.TrainConfig]:
+    """``{"best_seed1": config, "base_seed1": config, ...}``: the best trial's and the base's, per seed, with the
+    study's budget; in the order they are trained (a seed's pair together)."""
+    setup = study.user_attrs.get("tune_setup")
+    if setup is None:
+        raise UsageError(f"study {study.study_name!r} has no stored set-up: run trials first")
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise UsageError(f"study {study.study_name!r} has no completed trial to check") from None
+    minutes = float(setup["trial_minutes"])
+    variants = {
+        "best": cfgmod.from_dict(best.user_attrs["config"]),
+        "base": cfgmod.merge(cfgmod.TrainConfig(), cfgmod.unflatten(setup["base"])),
+    }
+    out = {}
+    for seed in seeds:
+        for label, config in variants.items():
+            run = run_root / "check" / f"{label}_seed{seed}"
+            changes = {"seed": seed, "minutes": minutes, "timesteps": 0, "out": str(run)}
+            out[f"{label}_seed{seed}"] = dataclasses.replace(
+                config, **changes, log_every_s=minutes * 60.0 / REPORT_STEPS
+            ).validate()
+    return out
+
+
+def train_and_score(runs: dict[str, cfgmod.TrainConfig], scoring: dict[str, Any], jobs: int) -> dict[str, dict]:
+    """Each run's ``tune_score.json`` (trained here unless already there), ``jobs`` runs at a time."""
+    scores: dict[str, dict] = {}
+    pending = [name for name in runs if not (Path(runs[name].out) / "tune_score.json").exists()]
+    running: dict[str, subprocess.Popen] = {}
+    t0 = time.monotonic()
+    while pending or running:
+        while pending and len(running) < jobs:
+            name = pending.pop(0)
+            run = Path(runs[name].out)
+            if run.exists() and any(run.iterdir()):
+                raise UsageError(f"{run} holds an unfinished run (no tune_score.json): remove it to train it again")
+            run.parent.mkdir(parents=True, exist_ok=True)
+            config_path = run.parent / f"{name}.yaml"
+            config_path.write_text(runs[name].to_yaml())
+            with open(run.parent / f"{name}.log", "w") as log:
+                cmd = [sys.executable, "-c", TRAINER, str(config_path), json.dumps(scoring)]
+                running[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            print(f"[check] {name}: training {runs[name].minutes:g} min", flush=True)
+        time.sleep(2)
+        for name, proc in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            if proc.returncode:
+                raise RuntimeError(f"check run {name} failed (exit {proc.returncode}): see {runs[name].out}.log")
+            print(f"[check] {name}: done ({(time.monotonic() - t0) / 60:.1f} min)", flush=True)
+    for name, config in runs.items():
+        scores[name] = json.loads((Path(config.out) / "tune_score.json").read_text())
+    return scores
+
+
+def check(study: Any, run_root: Path, seeds: list[int], jobs: int = 2) -> dict[str, Any]:
+    """Train and score (``configs``), then the table and the result (also written to ``<run_root>/check.json``)."""
+    runs = configs(study, run_root, seeds)
+    scores = train_and_score(runs, study.user_attrs["tune_setup"]["scoring"], jobs)
+    objective = {label: [scores[f"{label}_seed{s}"]["objective"] for s in seeds] for label in ("best", "base")}
+    keys = ("objective", "tracking_error_max", "tracking_error_mean", "falls", "return_20s")
+    print("| seed | " + " | ".join(f"best {k} / base" for k in keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for s in seeds:
+        cells = [f"{scores[f'best_seed{s}'][k]:.3g} / {scores[f'base_seed{s}'][k]:.3g}" for k in keys]
+        print(f"| {s} | " + " | ".join(cells) + " |")
+
+    def summary(label: str) -> dict[str, Any]:
+        values = objective[label]
+        per_key = {k: round(statistics.fmean(scores[f"{label}_seed{s}"][k] for s in seeds), 4) for k in keys}
+        return {**per_key, "objective_std": round(statistics.pstdev(values), 4), "objectives": values}
+
+    best, base = summary("best"), summary("base")
+    result = {
+        "metric": "tune_check",
+        "value": best["objective"],
+        "baseline": base["objective"],
+        "wins": sum(b < a for b, a in zip(objective["best"], objective["base"], strict=True)),
+        "seeds": seeds,
+        "objective": study.user_attrs["tune_setup"]["scoring"]["objective"],
+        "trial_minutes": study.user_attrs["tune_setup"]["trial_minutes"],
+        "best_trial": study.best_trial.number,
+        "best_params": study.best_trial.params,
+        "best": best,
+        "base": base,
+    }
+    (run_root / "check.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
