@@ -39,10 +39,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +55,7 @@ from pretrain.action_diagnostics import (
 )
 from pretrain.config import DEFAULT_PRESET
 from pretrain.curves import plot_curves, read_curve
+from pretrain.jobs import Job, run_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 PROG = "benchmarks/bounds_ablation.py"
@@ -150,32 +148,19 @@ def run_dir(out: Path, algo: str, method: str, seed: int) -> Path:
 
 def train_all(runs: list[tuple[str, str, int]], args) -> dict[str, int]:
     """Trains ``runs`` (algo, method, seed), ``args.jobs`` at a time; returns the exit code of each label."""
-    pending, running, codes = list(runs), [], {}
-    t0 = time.time()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            algo, method, seed = pending.pop(0)
-            out = run_dir(Path(args.out), algo, method, seed)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            cmd = train_command(algo, method, args.minutes, seed, out, args.conditions, args.timesteps)
-            if args.overwrite:
-                cmd.append("--overwrite")
-            log = open(out.parent / f"seed{seed}.log", "w")  # noqa: SIM115 (closed when the run ends)
-            running.append((f"{algo}/{method} seed {seed}", out, log, subprocess.Popen(
-                cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)))  # fmt: skip
-        time.sleep(2)
-        for item in list(running):
-            label, out, log, proc = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            log.close()
-            codes[label] = proc.returncode
-            curve = read_curve(out / "curve.csv") if (out / "curve.csv").exists() else {}
-            line = time_to_walk.status_line(label, curve)
-            print(f"[{(time.time() - t0) / 60:5.1f} min] finished (exit {proc.returncode}) {line}", flush=True)
-    return codes
+    jobs, outs = [], {}
+    for algo, method, seed in runs:
+        out = run_dir(Path(args.out), algo, method, seed)
+        cmd = train_command(algo, method, args.minutes, seed, out, args.conditions, args.timesteps)
+        label = f"{algo}/{method} seed {seed}"
+        jobs.append(Job(label, cmd + (["--overwrite"] if args.overwrite else []), out.parent / f"seed{seed}.log", REPO))
+        outs[label] = out
+
+    def done(job: Job, code: int, minutes: float) -> None:
+        curve = read_curve(outs[job.name] / "curve.csv") if (outs[job.name] / "curve.csv").exists() else {}
+        print(f"[{minutes:5.1f} min] finished (exit {code}) {time_to_walk.status_line(job.name, curve)}", flush=True)
+
+    return run_jobs(jobs, args.jobs, on_done=done)
 
 
 def _mean(values: list) -> float | None:

@@ -20,8 +20,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from pretrain.jobs import Job, run_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,15 +40,11 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def train(name: str, minutes: float, root: Path, seed: int) -> subprocess.Popen:
-    out = root / name
+def train_job(name: str, minutes: float, root: Path, seed: int) -> Job:
     cmd = [sys.executable, "-m", "pretrain", "train", "--preset", "sac", "--minutes", str(minutes),
-           "--seed", str(seed), "--out", str(out), "--torch_threads", "1", "--env.threads", "1", "--no-progress",
-           *VARIANTS[name]]  # fmt: skip
-    root.mkdir(parents=True, exist_ok=True)
-    log = open(root / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+           "--seed", str(seed), "--out", str(root / name), "--torch_threads", "1", "--env.threads", "1",
+           "--no-progress", *VARIANTS[name]]  # fmt: skip
+    return Job(name, cmd, root / f"{name}.log", cwd=REPO)
 
 
 def judge(run: Path, robots: int, seconds: float) -> dict:
@@ -111,17 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate_only:
         names = [n for n in names if (root / n / "checkpoints" / "latest").exists()]
     else:
-        pending, running = list(names), []
-        t0 = time.time()
-        while pending or running:
-            while pending and len(running) < args.jobs:
-                name = pending.pop(0)
-                running.append((name, train(name, args.minutes, root, args.seed)))
-            time.sleep(5)
-            for item in list(running):
-                if item[1].poll() is not None:
-                    running.remove(item)
-                    print(f"[{time.time() - t0:6.0f} s] {item[0]} finished (exit {item[1].returncode})", flush=True)
+        run_jobs(
+            [train_job(name, args.minutes, root, args.seed) for name in names],
+            args.jobs,
+            on_done=lambda job, code, minutes: print(
+                f"[{minutes:5.1f} min] {job.name} finished (exit {code})", flush=True
+            ),
+        )
     rows = {name: judge(root / name, args.robots, args.seconds) for name in names}
     print(table(rows))
     print(json.dumps({"metric": "forward_ablation", "minutes": args.minutes, "variants": rows}))

@@ -29,13 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from pretrain.config import DEFAULT_PRESET
 from pretrain.curves import plot_curves, read_curve
+from pretrain.jobs import Job, run_jobs
 
 # The task each algorithm learns. ``nominal``: nominal dynamics, no observation noise -- the first stage of the
 # committed reference (from scratch under full randomization and noise SAC learns to stand still: README).
@@ -92,26 +91,17 @@ def run_all(
     parallel: int,
     conditions: str = "nominal",
 ) -> None:
-    pending = list(algos)
-    running: dict[str, subprocess.Popen] = {}
-    logs = {}
-    while pending or running:
-        while pending and len(running) < parallel:
-            algo = pending.pop(0)
-            cmd = train_command(algo, presets[algo], minutes, seed, out / algo, conditions)
-            (out / algo).mkdir(parents=True, exist_ok=True)
-            logs[algo] = open(out / f"{algo}.log", "w")  # noqa: SIM115 (closed when the run ends)
-            print("$ " + " ".join(cmd[1:]), flush=True)
-            running[algo] = subprocess.Popen(cmd, stdout=logs[algo], stderr=subprocess.STDOUT)
-        time.sleep(30)
-        for algo, proc in list(running.items()):
-            curve_file = out / algo / "curve.csv"
-            print(status_line(algo, read_curve(curve_file) if curve_file.exists() else {}), flush=True)
-            if proc.poll() is not None:
-                logs[algo].close()
-                del running[algo]
-                if proc.returncode:
-                    raise RuntimeError(f"{algo} training failed (exit {proc.returncode}); see {out / algo}.log")
+    def progress(job: Job) -> None:
+        curve_file = out / job.name / "curve.csv"
+        print(status_line(job.name, read_curve(curve_file) if curve_file.exists() else {}), flush=True)
+
+    jobs = [Job(a, train_command(a, presets[a], minutes, seed, out / a, conditions), out / f"{a}.log") for a in algos]
+    for job in jobs:
+        print("$ " + " ".join(job.cmd[1:]), flush=True)
+    codes = run_jobs(jobs, parallel, on_poll=progress)
+    failed = [f"{name} (exit {code}; see {out / name}.log)" for name, code in codes.items() if code]
+    if failed:
+        raise RuntimeError(f"training failed: {', '.join(failed)}")
 
 
 def report(

@@ -15,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from a1_common.cli import UsageError
 from pretrain import config as cfgmod
+from pretrain.jobs import Job, run_jobs
 from pretrain.tune_trial import REPORT_STEPS
 
 TRAINER = "import sys\nfrom pretrain.tune_trial import trainer_main\nsys.exit(trainer_main(sys.argv[1:]))"
@@ -56,34 +55,29 @@ def configs(study: Any, run_root: Path, seeds: list[int]) -> dict[str, cfgmod.Tr
 
 def train_and_score(runs: dict[str, cfgmod.TrainConfig], scoring: dict[str, Any], jobs: int) -> dict[str, dict]:
     """Each run's ``tune_score.json`` (trained here unless already there), ``jobs`` runs at a time."""
-    scores: dict[str, dict] = {}
-    pending = [name for name in runs if not (Path(runs[name].out) / "tune_score.json").exists()]
-    running: dict[str, subprocess.Popen] = {}
-    t0 = time.monotonic()
-    while pending or running:
-        while pending and len(running) < jobs:
-            name = pending.pop(0)
-            run = Path(runs[name].out)
-            if run.exists() and any(run.iterdir()):
-                raise UsageError(f"{run} holds an unfinished run (no tune_score.json): remove it to train it again")
-            run.parent.mkdir(parents=True, exist_ok=True)
-            config_path = run.parent / f"{name}.yaml"
-            config_path.write_text(runs[name].to_yaml())
-            with open(run.parent / f"{name}.log", "w") as log:
-                cmd = [sys.executable, "-c", TRAINER, str(config_path), json.dumps(scoring)]
-                running[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            print(f"[check] {name}: training {runs[name].minutes:g} min", flush=True)
-        time.sleep(2)
-        for name, proc in list(running.items()):
-            if proc.poll() is None:
-                continue
-            del running[name]
-            if proc.returncode:
-                raise RuntimeError(f"check run {name} failed (exit {proc.returncode}): see {runs[name].out}.log")
-            print(f"[check] {name}: done ({(time.monotonic() - t0) / 60:.1f} min)", flush=True)
+    todo = []
     for name, config in runs.items():
-        scores[name] = json.loads((Path(config.out) / "tune_score.json").read_text())
-    return scores
+        run = Path(config.out)
+        if (run / "tune_score.json").exists():
+            continue
+        if run.exists() and any(run.iterdir()):
+            raise UsageError(f"{run} holds an unfinished run (no tune_score.json): remove it to train it again")
+        run.parent.mkdir(parents=True, exist_ok=True)
+        config_path = run.parent / f"{name}.yaml"
+        config_path.write_text(config.to_yaml())
+        cmd = [sys.executable, "-c", TRAINER, str(config_path), json.dumps(scoring)]
+        todo.append(Job(name, cmd, run.parent / f"{name}.log"))
+        print(f"[check] {name}: {config.minutes:g} min of training, then scored", flush=True)
+
+    def done(job: Job, code: int, minutes: float) -> None:
+        print(f"[check] {job.name}: done, exit {code} ({minutes:.1f} min)", flush=True)
+
+    codes = run_jobs(todo, jobs, on_done=done)
+    logs = {job.name: job.log for job in todo}
+    failed = [f"{name} (exit {code}, see {logs[name]})" for name, code in codes.items() if code]
+    if failed:
+        raise RuntimeError(f"check runs failed: {', '.join(failed)}")
+    return {name: json.loads((Path(config.out) / "tune_score.json").read_text()) for name, config in runs.items()}
 
 
 def check(study: Any, run_root: Path, seeds: list[int], jobs: int = 2) -> dict[str, Any]:
