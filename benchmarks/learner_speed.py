@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from typing import Any
 
 import torch as th
 from sb3_contrib import TQC
+from sbx_baseline import load_sbx, sbx_like  # this folder, beside the script
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -79,7 +79,6 @@ SHOWN_SETTINGS = (
     "target_entropy",
     "n_steps",
 )
-SBX_MISSING = "SBX baseline: sbx is not installed (pip install -e .[bench]); its column is left out"
 
 
 def variant_config(
@@ -115,72 +114,6 @@ def plain_like(algo: str, ref: OffPolicyAlgorithm, env: A1MujocoVecEnv) -> OffPo
         policy_kwargs=dict(ref.policy_kwargs),
         seed=ref.seed,
         device=ref.device,
-        verbose=0,
-        **extra,
-    )
-
-
-def load_sbx(enabled: bool, threads: int, device: str) -> tuple[Any, str]:
-    """(the ``sbx`` module or None, a line saying which SBX runs or why none). Sets XLA's thread and platform
-    flags first (they only take effect if JAX is not loaded yet)."""
-    if not enabled:
-        return None, "SBX baseline: skipped (--no-sbx)"
-    if threads == 1:
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_cpu_multi_thread_eigen" not in flags:
-            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    if device == "cpu":
-        os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    try:
-        import sbx
-    except ImportError:
-        return None, SBX_MISSING
-    import jax
-
-    version = getattr(sbx, "__version__", "?")
-    return sbx, f"SBX baseline: sbx {version}, jax {jax.__version__} on {jax.default_backend()}"
-
-
-def sbx_like(sbx: Any, algo: str, cfg: TrainConfig, ref: OffPolicyAlgorithm, env: A1MujocoVecEnv) -> Any:
-    """``sbx.SAC`` / ``sbx.TQC`` with the settings of ``ref`` (``ours``) that SBX has."""
-    import flax.linen as nn
-    import optax
-
-    o = cfg.offpolicy
-    activations = {"elu": nn.elu, "relu": nn.relu, "tanh": nn.tanh, "silu": nn.silu}
-    policy_kwargs: dict[str, Any] = {
-        "net_arch": list(o.net_arch),
-        "activation_fn": activations[o.activation],
-        "n_critics": o.n_critics,
-        "layer_norm": bool(o.critic_layer_norm),
-    }
-    if o.optimizer == "adamw":
-        policy_kwargs["optimizer_class"] = optax.adamw
-        policy_kwargs["optimizer_kwargs"] = {"weight_decay": o.weight_decay}
-    else:
-        policy_kwargs["optimizer_class"] = optax.adam
-    extra: dict[str, Any] = {}
-    if algo == "tqc":
-        policy_kwargs["n_quantiles"] = o.n_quantiles
-        extra["top_quantiles_to_drop_per_net"] = o.top_quantiles_to_drop_per_net
-    cls = sbx.TQC if algo == "tqc" else sbx.SAC
-    return cls(
-        "MlpPolicy",
-        env,
-        learning_rate=ref.learning_rate,
-        buffer_size=ref.buffer_size,
-        learning_starts=ref.learning_starts,
-        batch_size=ref.batch_size,
-        tau=ref.tau,
-        gamma=ref.gamma,
-        train_freq=ref.train_freq,
-        gradient_steps=ref.gradient_steps,
-        policy_delay=ref.policy_delay,
-        ent_coef=o.ent_coef if str(o.ent_coef).startswith("auto") else float(o.ent_coef),
-        target_entropy=ref.target_entropy,
-        n_steps=ref.n_steps,
-        policy_kwargs=policy_kwargs,
-        seed=ref.seed,
         verbose=0,
         **extra,
     )
