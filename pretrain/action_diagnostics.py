@@ -387,7 +387,7 @@ def plot_groups(
             if c == 0:
                 ax.set_ylabel("fraction")
     for ax in axes[-1]:
-        ax.set_xlabel("raw action (x 0.25 = rad from the default pose), symlog")
+        ax.set_xlabel(f"raw action (x {contract.action_scale:g} = rad from the default pose), symlog")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     fig.suptitle(title)
