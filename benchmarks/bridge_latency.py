@@ -12,15 +12,20 @@ Once the soft start is over, the node's own timestamps (``PolicyNode.timing``, m
 ``--seconds``:
 
 * latency: arrival of the JointState a tick used (taken in the subscription callback) -> the command
-  published (after observation, policy, safety). A tick uses a state under 1 ms old or waits for the next.
+  published (after observation, policy, safety). A tick uses a state under 0.25 ms old or waits for the next.
 * jitter: |interval between consecutive control-timer callbacks - 20 ms|.
 * tick CPU time (``tick_cpu_*``): the thread's CPU time for observation, policy, safety and publish. Latency
   well above it is time spent waiting for a CPU (other processes), not work done by the node.
 
+The node runs with its default ``realtime_priority`` (SCHED_FIFO 50 for the thread that ticks:
+``robot_bridge/realtime.py``), then again at ordinary scheduling (``realtime_priority`` 0; ``--no-compare``
+skips it), in the same run; the JSON's ``ordinary_scheduling`` holds the second run's numbers.
+
 Targets: latency p99 < 1 ms, jitter p99 < 2 ms. The last line printed is one JSON object::
 
     {"metric": "bridge_latency_p99_ms", "value": ..., "median_ms": ..., "jitter_p99_ms": ...,
-     "jitter_median_ms": ..., "tick_to_command_p99_ms": ..., "tick_cpu_p99_ms": ..., "ticks": ..., ...}
+     "jitter_median_ms": ..., "tick_to_command_p99_ms": ..., "tick_cpu_p99_ms": ..., "ticks": ...,
+     "ordinary_scheduling": {"value": ..., ...}, "realtime_priority": 50, ...}
 """
 
 from __future__ import annotations
@@ -60,11 +65,17 @@ def _policy_file(args: argparse.Namespace, workdir: Path) -> tuple[Path, str]:
     return workdir / "policy.onnx", name
 
 
+PARAM_DEFAULT = 50
+"""The policy node's ``realtime_priority`` default (checked against the node by the benchmark's test)."""
+COMPARED = ("value", "median_ms", "jitter_p99_ms", "tick_cpu_median_ms", "tick_cpu_p99_ms", "ticks")
+"""What the second run, at ordinary scheduling (``realtime_priority`` 0), reports beside the first."""
+
+
 def _stats_ms(values_ns: np.ndarray) -> tuple[float, float]:
     return float(np.median(values_ns) / 1e6), float(np.percentile(values_ns, 99) / 1e6)
 
 
-def measure(policy: Path, seconds: float, start_timeout_s: float = 60.0) -> dict:
+def measure(policy: Path, seconds: float, realtime_priority: int, start_timeout_s: float = 60.0) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -76,7 +87,8 @@ def measure(policy: Path, seconds: float, start_timeout_s: float = 60.0) -> dict
     context = rclpy.Context()
     rclpy.init(context=context, args=[])
     executor = SingleThreadedExecutor(context=context)
-    node = PolicyNode(context=context, parameter_overrides=[Parameter("policy_path", value=str(policy))])
+    params = {"policy_path": str(policy), "realtime_priority": realtime_priority}
+    node = PolicyNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
@@ -129,11 +141,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--policy", help="ONNX file from deploy.export")
     parser.add_argument("--bundle", help="bundle to export (default: the reference policy, else fresh SAC)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time with the policy running")
+    parser.add_argument("--realtime-priority", type=int, default=PARAM_DEFAULT,
+                        help=f"the node's realtime_priority in the main run (default {PARAM_DEFAULT})")  # fmt: skip
+    parser.add_argument("--no-compare", action="store_true", help="skip the second run at ordinary scheduling")
     parser.add_argument("--quick", action="store_true", help="2 s of measurement (tests)")
     args = parser.parse_args(argv)
+    seconds = 2.0 if args.quick else args.seconds
     with tempfile.TemporaryDirectory() as tmp:
         policy, name = _policy_file(args, Path(tmp))
-        result = measure(policy, 2.0 if args.quick else args.seconds)
+        result = measure(policy, seconds, args.realtime_priority)
+        if not args.no_compare and args.realtime_priority != 0:
+            ordinary = measure(policy, seconds, 0)
+            result["ordinary_scheduling"] = {k: ordinary[k] for k in COMPARED}
+    result["realtime_priority"] = args.realtime_priority
     result["policy"] = name
     print(json.dumps(result), flush=True)
     return result

@@ -7,7 +7,10 @@ Usage (from the repo root, package installed; the box otherwise idle: this measu
 Each variant is a real ``a1-pretrain --preset PRESET --env.randomize true`` training from scratch in its own
 process, for ``--seconds`` of wall-clock after ``learning_starts`` (so every variant updates all the time):
 
-* ``sequential``: SB3's loop (collect a step, then update), torch and the simulator on one thread each
+* ``sequential_sb3``: SB3's loop (collect a step, then update) with SB3's update (autograd on SB3's modules,
+  ``--offpolicy.fast_update false``), torch and the simulator on one thread each: what this issue started from,
+  the baseline.
+* ``sequential``: the same loop with the fast update (``a1_common/algos/fast_update.py``), one thread each
   (``--torch_threads 1 --env.threads 1``): the project's training default; one core idles most of the time.
 * ``sequential_2threads``: the same loop with two threads for torch and for the simulator (what a user would
   try first to use both cores).
@@ -21,8 +24,9 @@ preset's replay ratio (``gradient_steps / (train_freq * num_envs)`` per env step
 
 The last line printed is one JSON object::
 
-    {"metric": "train_env_steps_per_s", "value": <concurrent>, "baseline": <sequential>, "ratio": ...,
-     "ratio_vs_2threads": ..., "sequential": ..., "sequential_2threads": ..., "concurrent": ...,
+    {"metric": "train_env_steps_per_s", "value": <concurrent>, "baseline": <sequential_sb3>, "ratio": ...,
+     "ratio_vs_sequential": <concurrent / sequential (fast update)>, "ratio_vs_2threads": ...,
+     "sequential_sb3": ..., "sequential": ..., "sequential_2threads": ..., "concurrent": ...,
      "grad_steps_per_s": {...}, "rounds": {...}, "preset": ..., "seconds": ...}
 """
 
@@ -40,6 +44,7 @@ from pathlib import Path
 from pretrain.config import preset
 
 VARIANTS = {
+    "sequential_sb3": ["--torch_threads", "1", "--env.threads", "1", "--offpolicy.fast_update", "false"],
     "sequential": ["--torch_threads", "1", "--env.threads", "1"],
     "sequential_2threads": ["--torch_threads", "2", "--env.threads", "2"],
     "concurrent": ["--torch_threads", "1", "--env.threads", "1", "--offpolicy.concurrent_update", "true"],
@@ -100,13 +105,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {r}: {name:20s} {sps:8.0f} env steps/s  {sps * per_env_step:6.1f} grad steps/s",
                       flush=True)  # fmt: skip
     median = {n: statistics.median(v) for n, v in rounds.items()}
-    value, base = median.get("concurrent"), median.get("sequential")
-    two = median.get("sequential_2threads")
+    value, base = median.get("concurrent"), median.get("sequential_sb3")
+    fast, two = median.get("sequential"), median.get("sequential_2threads")
     result = {
         "metric": "train_env_steps_per_s",
         "value": value,
         "baseline": base,
         "ratio": value / base if value and base else None,
+        "ratio_vs_sequential": value / fast if value and fast else None,
         "ratio_vs_2threads": value / two if value and two else None,
         **{n: round(v, 1) for n, v in median.items()},
         "grad_steps_per_s": {n: round(v * per_env_step, 1) for n, v in median.items()},

@@ -115,6 +115,8 @@ class OffPolicyConfig:
     mirror_fraction: float = 0.0
     """Share of each batch replaced by left-right mirrored transitions (``pretrain/mirror.py``): a symmetric
     gait, turning both ways alike. 0: off."""
+    fast_update: bool = True
+    """The fast update (``a1_common/algos/fast_update.py``: same maths, no autograd); false: SB3's autograd loop."""
     concurrent_update: bool = False
     """Run each update while the simulator computes the next step (``a1_common/algos/concurrent.py``; mujoco):
     learner and robots on two cores at once. The acting policy lags one update (gradient_steps) behind."""
@@ -243,9 +245,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "sac_tuned_cpu": {
         # Best of a 24-trial search on this CPU box (2.5 min per trial, nominal, objective: return;
-        # benchmarks/results/tune_sac_cpu_nominal/). Fewer updates per step than `sac`, [-1, 1] bounds x 1.15. On
-        # 3 fresh seeds at 2.5 min: return 19.4 vs `sac`'s 16.0, fewer falls, tracking no better: not shown to walk
-        # sooner than `sac`, which stays the default.
+        # benchmarks/results/tune_sac_cpu_nominal/): fewer updates per step than `sac`, [-1, 1] bounds x 1.15.
         "algo": "sac",
         "env": {"num_envs": 64},
         "bounds": {"method": "isaaclab3", "scale": 1.152},

@@ -188,6 +188,7 @@ def _make_model(
         target_entropy="auto" if o.target_entropy is None else o.target_entropy,
         n_steps=o.n_steps,
         policy_delay=o.policy_delay,
+        fast_update=o.fast_update,
         policy_kwargs=policy_kwargs,
         **extra,
         **common,

@@ -49,7 +49,7 @@ SHORT_FLAGS = {  # short flag -> dotted config field
 # the curriculum switches: a policy learned on nominal dynamics continues under randomization and noise.
 RESUME_MAY_CHANGE = (
     "timesteps", "minutes", "out", "torch_threads", "env.threads", "device", "checkpoint_minutes", "keep_checkpoints",
-    "log_every_s", "offpolicy.concurrent_update",
+    "log_every_s", "offpolicy.concurrent_update", "offpolicy.fast_update",
     "env.randomize", "env.obs_noise", "env.action_latency_s", "offpolicy.mirror_fraction",
 )  # fmt: skip
 
@@ -211,6 +211,7 @@ def train(
         buffered = ""
         if config.algo != "ppo":
             buffered = f", replay buffer {replay_buffer_transitions(model.replay_buffer)}"
+            model.fast_update = config.offpolicy.fast_update
             if not bundle.has_replay_buffer:  # e.g. the committed reference: refill before updating again
                 model.learning_starts = model.num_timesteps + config.offpolicy.learning_starts
                 buffered += f" (bundle has none: updates resume after {config.offpolicy.learning_starts} new steps)"

@@ -11,7 +11,7 @@ Publishes:
 Services: ``~/estop`` and ``~/reset`` (std_srvs/Trigger).
 
 The control timer runs at the contract's policy rate in the control callback group. A tick uses the newest
-joint state if it is under 1 ms old; otherwise it is completed by the next joint state to arrive, or after
+joint state if it is under 0.25 ms old; otherwise it is completed by the next joint state to arrive, or after
 ``state_wait_s`` without one, so the command leaves right after fresh state arrives and nothing blocks a thread.
 The joint-state subscription and the wait's deadline timer share the control group (one tick at a time); the
 other sensors have their own group. All logic lives in :class:`~robot_bridge.control.PolicyLoop` and
@@ -22,6 +22,7 @@ another loop (``_make_loop``), more inputs and its own reaction to a fall (``_on
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 
@@ -40,19 +41,29 @@ from robot_bridge import qos
 from robot_bridge.control import PolicyLoop, load_policy
 from robot_bridge.observation import MissingJointsError
 from robot_bridge.params import Param, Timing, at_speed, declare, from_fields
+from robot_bridge.realtime import check_priority, make_thread_realtime
 from robot_bridge.safety import SafetyConfig, SafetyController, SafetyStatus
 from robot_bridge.spin import run_node
 from robot_bridge.standup import StandUpConfig, StandUpController
 
 _SAFETY = SafetyConfig()
-_FRESH_S = 0.001
-"""A joint state younger than this (s) is used by a timer tick at once; an older one waits for the next."""
+_FRESH_S = 0.00025
+"""A joint state younger than this (s) is used by a timer tick at once; an older one waits for the next. The
+state-to-command latency is at most this plus a tick's work (~0.4 ms here); waiting costs the command up to one
+state period (5 ms at 200 Hz) after the timer, but what reaches the motors is never computed from an older state."""
 PARAMS: tuple[Param, ...] = (
     Param("policy_path", "", "ONNX policy file written by deploy.export (required)."),
     Param("contract_variant", DEFAULT_VARIANT, "Contract this robot implements; a policy for another is refused."),
     Param("rate_hz", 0.0, "Control rate (Hz); 0 = the contract's policy rate. Emulator sped up by s: s times it."),
     Param("state_wait_s", 0.01, "Longest wait (s) of a tick for a fresh joint state (2 periods at 200 Hz); 0: none."),
     Param("initial_command", [0.0, 0.0, 0.0], "Velocity command [vx m/s, vy m/s, yaw rate rad/s] until cmd_vel."),
+    Param(
+        "realtime_priority",
+        50,
+        "SCHED_FIFO priority (1-99) of the thread that runs the control tick (with a single-threaded executor: "
+        "all of its callbacks), so that no ordinary process preempts a tick; 0: ordinary scheduling. Needs root, "
+        "CAP_SYS_NICE or an rtprio limit; without them a warning and ordinary scheduling (robot_bridge.realtime).",
+    ),
     *from_fields(_SAFETY),  # the safety layer: one parameter per SafetyConfig field
     Param(
         "stand_up_time_scale",
@@ -92,11 +103,14 @@ class PolicyNode(Node):
         super().__init__("policy_node", **kwargs)
         p = self.params = declare(self, self.PARAMS)
         """Every parameter's value, read once at start (the parameters are read-only)."""
+        self._realtime_threads: set[int] = set()
+        """Threads that have run a tick (each is made real-time once: :meth:`_make_tick_thread_realtime`)."""
         try:
+            self._realtime_priority = check_priority(p["realtime_priority"])
             if not p["policy_path"]:
                 raise PolicyFileError("parameter policy_path is required (an ONNX file from deploy.export)")
             runner = load_policy(p["policy_path"], get_contract(p["contract_variant"]))
-        except (ContractError, PolicyFileError) as exc:  # ContractMismatchError is a ContractError
+        except (ContractError, PolicyFileError, ValueError) as exc:  # ContractMismatchError is a ContractError
             self.get_logger().fatal(f"refusing to start: {exc}")
             self.destroy_node()
             raise
@@ -268,12 +282,22 @@ class PolicyNode(Node):
             return
         self._tick()
 
+    def _make_tick_thread_realtime(self) -> None:
+        """The first tick in a thread raises it to ``realtime_priority`` (or warns once why it cannot)."""
+        thread = threading.get_ident()
+        if thread not in self._realtime_threads:
+            self._realtime_threads.add(thread)
+            why = make_thread_realtime(self._realtime_priority)
+            if why:
+                self.get_logger().warning(f"control thread keeps ordinary scheduling: {why}")
+
     def _tick(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
         started, self._tick_started = self._tick_started, None
         if started is None:
             return
+        self._make_tick_thread_realtime()
         cpu = time.thread_time_ns()
         if self._stand_up_tick(time.monotonic()):
             return

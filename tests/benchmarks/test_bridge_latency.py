@@ -25,3 +25,12 @@ def test_quick_run_prints_one_json_line_with_latencies_and_jitter(capsys):
     assert result["median_ms"] <= result["value"] and result["tick_cpu_median_ms"] > 0
     assert 80 <= result["ticks"] <= 110, "50 Hz for 2 s"
     assert result["policy"] in ("reference", "fresh_sac_256x256")
+    ordinary = result["ordinary_scheduling"]  # the same measurement at realtime_priority 0
+    assert set(ordinary) == set(bridge_latency.COMPARED) and 80 <= ordinary["ticks"] <= 110
+    assert result["realtime_priority"] == bridge_latency.PARAM_DEFAULT == policy_node_default("realtime_priority")
+
+
+def policy_node_default(name: str):
+    from robot_bridge.policy_node import PARAMS
+
+    return next(p.default for p in PARAMS if p.name == name)

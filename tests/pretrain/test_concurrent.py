@@ -110,3 +110,33 @@ def test_a1_pretrain_trains_concurrently_and_refuses_it_where_it_cannot(tmp_path
                     "--offpolicy.concurrent_update", "true"])  # fmt: skip
     with pytest.raises(Exception, match="concurrent_update"):
         train(ppo, progress=False)
+
+
+def test_a1_pretrain_runs_sb3s_update_when_asked_and_a_resume_may_switch_it(tmp_path: Path, monkeypatch):
+    """``--offpolicy.fast_update false`` (the baseline of benchmarks/train_throughput.py) trains with the reference
+    loop; a resume may change it (it changes how fast, not what is learned)."""
+    from a1_common.algos import DelayedSAC
+
+    ran: list[str] = []
+    for name, tag in (("_train_reference", "ref"), ("_train_fast", "fast")):
+        monkeypatch.setattr(DelayedSAC, name, _spy(getattr(DelayedSAC, name), tag, ran))
+    config, _ = parse(["--timesteps", "200", "--num-envs", "4", "--offpolicy.learning_starts", "40",
+                       "--offpolicy.net_arch", "[16]", "--out", str(tmp_path / "run"),
+                       "--offpolicy.fast_update", "false"])  # fmt: skip
+    summary = train(config, progress=False)
+    assert ran and set(ran) == {"ref"}
+    assert load_bundle_files(summary["final_bundle"]).config["offpolicy"]["fast_update"] is False
+    ran.clear()
+    resumed, args = parse(["--resume", summary["final_bundle"], "--timesteps", "200", "--out", str(tmp_path / "more"),
+                           "--offpolicy.fast_update", "true"])  # fmt: skip
+    more = train(resumed, resume=args.resume, progress=False)
+    assert ran and set(ran) == {"fast"}
+    assert load_bundle_files(more["final_bundle"]).meta["num_timesteps"] >= 400
+
+
+def _spy(method, tag: str, calls: list[str]):
+    def spy(self, *args, **kwargs):
+        calls.append(tag)
+        return method(self, *args, **kwargs)
+
+    return spy

@@ -88,6 +88,11 @@ class RosGraph:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The executor's thread (where the nodes' callbacks run)."""
+        return self._thread
+
 
 @pytest.fixture
 def ros_graph() -> Iterator[RosGraph]:

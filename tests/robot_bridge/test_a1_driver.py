@@ -249,6 +249,8 @@ def test_each_named_joint_moves_exactly_its_motor_through_driver_udp_and_emulato
                     with emulator.lock:
                         command = emulator.robot.motor_command
                         q = emulator.robot.sense().joint_pos
+                    if command is None:  # the driver runs on state; its first command may still be on the way
+                        return False
                     return np.allclose(command.q - DEFAULT, expected, atol=1e-6) and q[j] - before[j] > 0.2
 
                 wait_for(moved_there, 3.0, f"{name} to move 0.2 rad")  # the applied targets: only this motor's

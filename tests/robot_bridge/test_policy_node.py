@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from a1_contract import get_contract
 from deploy.runner import ContractMismatchError
 from robot_bridge import qos
 from robot_bridge.policy_node import PolicyNode
+from robot_bridge.realtime import make_thread_realtime, thread_policy
 from tests.robot_bridge.conftest import wait_for
 
 CONTRACT = get_contract()
@@ -197,3 +199,38 @@ def test_the_installed_executable_refuses_a_mismatched_policy(mismatched_policy)
     assert result.returncode == 1, result.stdout + result.stderr
     output = result.stdout + result.stderr
     assert "refusing to start" in output and "joint_names" in output, output
+
+
+def test_the_control_tick_runs_in_a_sched_fifo_thread_or_says_why_not(ros_graph, untrained_policy):
+    """``realtime_priority`` (default 50): the thread that ticks is raised to SCHED_FIFO (root here), so that the
+    process a command wakes cannot preempt the tick; 0 leaves it alone; out of range is refused at start."""
+    node, robot = start(ros_graph, untrained_policy, realtime_priority=7)
+    robot.wait_status("running")
+    assert thread_policy(ros_graph.thread.native_id) == "fifo"
+    assert os.sched_getparam(ros_graph.thread.native_id).sched_priority == 7
+    assert thread_policy(threading.get_native_id()) == "other", "only the thread that ticks"
+    for bad in (100, -1):
+        with pytest.raises(ValueError, match="realtime_priority must be 0"):
+            start(ros_graph, untrained_policy, realtime_priority=bad)
+
+
+def test_realtime_priority_zero_leaves_the_thread_alone_and_a_refusal_is_one_line():
+    assert make_thread_realtime(0) == ""
+    assert thread_policy(threading.get_native_id()) == "other"
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child drops root (if it has it), then asks for SCHED_FIFO as an ordinary user would
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            why = make_thread_realtime(50)
+            os.write(write, f"{thread_policy(threading.get_native_id())}|{why}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    policy, why = os.read(read, 4096).decode().split("|", 1)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert policy == "other", why
+    assert "not permitted" in why and "realtime_priority 0" in why and "\n" not in why
