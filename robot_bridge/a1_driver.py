@@ -40,6 +40,7 @@ import numpy as np
 from a1_common.cli import ArgumentParser, run_main
 from a1_contract import TaskContract, get_contract
 from robot_bridge.a1_driver_types import DriverConfig, DriverStatus, RobotState
+from robot_bridge.realtime import make_thread_realtime
 from robot_bridge.unitree_codec import ProtocolError, ProtocolStats, pack_low_cmd_fast, unpack_low_state_fast
 from robot_bridge.unitree_mapping import (
     damping_cmd,
@@ -98,6 +99,8 @@ class A1Driver:
         self._robot_address = (config.robot_ip, config.robot_port)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.realtime_refused = ""
+        """Why the loop's thread kept ordinary scheduling ('' when it runs under SCHED_FIFO or was not asked to)."""
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> A1Driver:
@@ -116,6 +119,7 @@ class A1Driver:
         self._sock = sock
         self._thread = threading.Thread(target=self._run, name="a1_driver", daemon=True)
         self._thread.start()
+        self.realtime_refused = make_thread_realtime(self.config.realtime_priority, self._thread.native_id)
         return self
 
     def stop(self) -> None:
@@ -161,6 +165,13 @@ class A1Driver:
         fault, self._fault, self._guard_run = self._fault, None, 0
         return fault
 
+    def _scheduling(self) -> str:
+        if self._thread is None:
+            return "not started"
+        if self.realtime_refused or not self.config.realtime_priority:
+            return f"ordinary ({self.realtime_refused or 'realtime_priority 0'})"
+        return f"SCHED_FIFO {self.config.realtime_priority}"
+
     def snapshot(self) -> dict[str, object]:
         """Counters, protocol errors and status as one JSON-ready dict (the node's diagnostics)."""
         return {
@@ -173,6 +184,7 @@ class A1Driver:
             "status": self.status.value,
             "reason": self.reason,
             "dry_run": self.config.dry_run,
+            "scheduling": self._scheduling(),
         }
 
     # ---- the loop -------------------------------------------------------------------------------------------

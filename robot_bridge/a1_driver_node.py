@@ -91,6 +91,8 @@ class A1DriverNode(Node):
             self.get_logger().fatal(str(exc))
             self.destroy_node()
             raise
+        if self.driver.realtime_refused:
+            self.get_logger().warning(f"UDP loop keeps ordinary scheduling: {self.driver.realtime_refused}")
         self.create_timer(1.0, self._publish_diagnostics)
         self.create_timer(0.1, self._publish_status_changes)
         mode = "DRY RUN (nothing is sent)" if config.dry_run else "SENDING"

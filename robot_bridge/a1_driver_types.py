@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_bridge.realtime import check_priority
 from robot_bridge.unitree_protocol import LOCAL_PORT, ROBOT_IP, ROBOT_PORT, LowState
 
 
@@ -44,6 +45,9 @@ class DriverConfig:
     """Kd of the damping command (N m s/rad); Kp is 0."""
     state_period_ticks: int = 2000
     """Expected ``tick`` step between LowStates (500 Hz in microseconds, the header's unit; not verified)."""
+    realtime_priority: int = 50
+    """SCHED_FIFO priority (1-99) of the UDP loop's thread, so that no ordinary process delays a period; 0:
+    ordinary scheduling. Needs root, CAP_SYS_NICE or an rtprio limit, else ordinary scheduling and a warning."""
 
     def __post_init__(self) -> None:
         for name in ("robot_ip", "local_ip"):
@@ -58,6 +62,7 @@ class DriverConfig:
                      "state_period_ticks"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"DriverConfig.{name} must be > 0, got {getattr(self, name)}")
+        check_priority(self.realtime_priority, "DriverConfig.realtime_priority")
         if self.torque_limit_nm < 0 or self.guard_persist_s < 0:
             raise ValueError("DriverConfig.torque_limit_nm and guard_persist_s must be >= 0")
 

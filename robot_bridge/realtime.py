@@ -28,8 +28,9 @@ def check_priority(priority: int, name: str = "realtime_priority") -> int:
     return int(priority)
 
 
-def make_thread_realtime(priority: int) -> str:
-    """Put the calling thread under ``SCHED_FIFO`` at ``priority`` (0: leave it as it is).
+def make_thread_realtime(priority: int, native_id: int = 0) -> str:
+    """Put a thread (``threading.Thread.native_id``; 0: the calling one) under ``SCHED_FIFO`` at ``priority`` (0:
+    leave it as it is).
 
     Returns ``""`` when done (or nothing to do), else why not (one line; the thread is unchanged)."""
     if check_priority(priority) == 0:
@@ -37,7 +38,7 @@ def make_thread_realtime(priority: int) -> str:
     if not hasattr(os, "sched_setscheduler"):
         return "SCHED_FIFO is not available on this platform (Linux only)"
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # pid 0: the calling thread
+        os.sched_setscheduler(native_id, os.SCHED_FIFO, os.sched_param(priority))  # Linux: a thread id
     except PermissionError:
         return (f"SCHED_FIFO priority {priority} not permitted for this user: run as root, grant CAP_SYS_NICE or "
                 "an rtprio limit (/etc/security/limits.conf), or set realtime_priority 0")  # fmt: skip

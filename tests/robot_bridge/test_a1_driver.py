@@ -18,6 +18,7 @@ from a1_contract import get_contract, robot
 from robot_bridge.a1_driver import A1Driver
 from robot_bridge.a1_driver_types import DriverConfig, DriverStatus
 from robot_bridge.emulator_udp import UdpEmulatedA1
+from robot_bridge.realtime import thread_policy
 from robot_bridge.unitree_codec import ProtocolError, pack_low_state, unpack_low_cmd
 from robot_bridge.unitree_mapping import contract_to_motor_state
 from robot_bridge.unitree_protocol import HIGHLEVEL, MODE_SERVO, POS_STOP_F, LowCmd, LowState
@@ -193,6 +194,17 @@ def test_bad_packets_are_rejected_counted_and_change_nothing():
             fake.sock.sendto(pack_low_state(_state(DEFAULT, tick=8000)), local)  # 4000 and 6000 never came
             wait_for(lambda: driver.state.tick == 8000, 2.0, "the next state")
             assert driver.counters["lost"] == 2
+
+
+def test_the_udp_loop_runs_under_sched_fifo_unless_told_otherwise():
+    with FakeRobotSocket(reply=False) as fake:
+        for priority, policy in ((DriverConfig().realtime_priority, "fifo"), (0, "other")):
+            with A1Driver(_config(fake.address, realtime_priority=priority), CONTRACT) as driver:
+                assert thread_policy(driver._thread.native_id) == policy
+                assert driver.snapshot()["scheduling"] == ("SCHED_FIFO 50" if priority else
+                                                           "ordinary (realtime_priority 0)")  # fmt: skip
+    with pytest.raises(ValueError, match="realtime_priority"):
+        DriverConfig(realtime_priority=100)
 
 
 def test_dry_run_never_sends_a_byte():
