@@ -12,7 +12,6 @@ trained again, so an interrupted check continues). Prints a table and one JSON l
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 from a1_common.cli import UsageError
 from pretrain import config as cfgmod
 from pretrain.jobs import Job, run_jobs
-from pretrain.tune_trial import REPORT_STEPS
+from pretrain.tune_trial import with_trial_budget
 
 TRAINER = "import sys\nfrom pretrain.tune_trial import trainer_main\nsys.exit(trainer_main(sys.argv[1:]))"
 
@@ -46,10 +45,7 @@ def configs(study: Any, run_root: Path, seeds: list[int]) -> dict[str, cfgmod.Tr
     for seed in seeds:
         for label, config in variants.items():
             run = run_root / "check" / f"{label}_seed{seed}"
-            changes = {"seed": seed, "minutes": minutes, "timesteps": 0, "out": str(run)}
-            out[f"{label}_seed{seed}"] = dataclasses.replace(
-                config, **changes, log_every_s=minutes * 60.0 / REPORT_STEPS
-            ).validate()
+            out[f"{label}_seed{seed}"] = with_trial_budget(config, minutes, run, seed=seed)
     return out
 
 

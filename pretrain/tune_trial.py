@@ -184,6 +184,14 @@ def complete_rows(path: Path) -> list[dict[str, float]]:
     return rows
 
 
+def with_trial_budget(config: cfgmod.TrainConfig, minutes: float, out: Path, **changes: Any) -> cfgmod.TrainConfig:
+    """``config`` trained as a trial is: ``minutes`` of wall-clock (no step limit) into ``out``, ``REPORT_STEPS``
+    curve rows over the budget (what pruning and scoring read); ``changes`` on top (``seed``...)."""
+    log_every_s = max(minutes, 1e-3) * 60.0 / REPORT_STEPS
+    budget = {"minutes": minutes, "timesteps": 0, "out": str(out), "log_every_s": log_every_s}
+    return dataclasses.replace(config, **budget, **changes).validate()
+
+
 class TrialRunner:
     """The Optuna objective: sample, then train and score in a child process. ``trial_minutes`` of training each."""
 
@@ -200,10 +208,7 @@ class TrialRunner:
 
     def trial_config(self, values: dict[str, Any], number: int) -> cfgmod.TrainConfig:
         config = cfgmod.merge(self.base, cfgmod.unflatten(values))
-        budget_s = max(self.trial_minutes, 1e-3) * 60.0
-        out = str(self.run_root / f"trial_{number}")
-        changes = {"minutes": self.trial_minutes, "timesteps": 0, "out": out, "log_every_s": budget_s / REPORT_STEPS}
-        return dataclasses.replace(config, **changes).validate()
+        return with_trial_budget(config, self.trial_minutes, self.run_root / f"trial_{number}")
 
     def __call__(self, trial: Any) -> float:
         from pretrain.tune_study import WORKER_ATTR
