@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_bridge.realtime import DEFAULT_PRIORITY
+
 os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
@@ -65,8 +67,6 @@ def _policy_file(args: argparse.Namespace, workdir: Path) -> tuple[Path, str]:
     return workdir / "policy.onnx", name
 
 
-PARAM_DEFAULT = 50
-"""The policy node's ``realtime_priority`` default (checked against the node by the benchmark's test)."""
 COMPARED = ("value", "median_ms", "jitter_p99_ms", "tick_cpu_median_ms", "tick_cpu_p99_ms", "ticks")
 """What the second run, at ordinary scheduling (``realtime_priority`` 0), reports beside the first."""
 
@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--policy", help="ONNX file from deploy.export")
     parser.add_argument("--bundle", help="bundle to export (default: the reference policy, else fresh SAC)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time with the policy running")
-    parser.add_argument("--realtime-priority", type=int, default=PARAM_DEFAULT,
-                        help=f"the node's realtime_priority in the main run (default {PARAM_DEFAULT})")  # fmt: skip
+    parser.add_argument("--realtime-priority", type=int, default=DEFAULT_PRIORITY,
+                        help=f"the node's realtime_priority in the main run (default {DEFAULT_PRIORITY})")  # fmt: skip
     parser.add_argument("--no-compare", action="store_true", help="skip the second run at ordinary scheduling")
     parser.add_argument("--quick", action="store_true", help="2 s of measurement (tests)")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_bridge.realtime import check_priority
+from robot_bridge.realtime import DEFAULT_PRIORITY, check_priority
 from robot_bridge.unitree_protocol import LOCAL_PORT, ROBOT_IP, ROBOT_PORT, LowState
 
 
@@ -45,7 +45,7 @@ class DriverConfig:
     """Kd of the damping command (N m s/rad); Kp is 0."""
     state_period_ticks: int = 2000
     """Expected ``tick`` step between LowStates (500 Hz in microseconds, the header's unit; not verified)."""
-    realtime_priority: int = 50
+    realtime_priority: int = DEFAULT_PRIORITY
     """SCHED_FIFO priority (1-99) of the UDP loop's thread, so that no ordinary process delays a period; 0:
     ordinary scheduling. Needs root, CAP_SYS_NICE or an rtprio limit, else ordinary scheduling and a warning."""
 

@@ -41,7 +41,7 @@ from robot_bridge import qos
 from robot_bridge.control import PolicyLoop, load_policy
 from robot_bridge.observation import MissingJointsError
 from robot_bridge.params import Param, Timing, at_speed, declare, from_fields
-from robot_bridge.realtime import check_priority, make_thread_realtime
+from robot_bridge.realtime import DEFAULT_PRIORITY, check_priority, make_thread_realtime
 from robot_bridge.safety import SafetyConfig, SafetyController, SafetyStatus
 from robot_bridge.spin import run_node
 from robot_bridge.standup import StandUpConfig, StandUpController
@@ -59,7 +59,7 @@ PARAMS: tuple[Param, ...] = (
     Param("initial_command", [0.0, 0.0, 0.0], "Velocity command [vx m/s, vy m/s, yaw rate rad/s] until cmd_vel."),
     Param(
         "realtime_priority",
-        50,
+        DEFAULT_PRIORITY,
         "SCHED_FIFO priority (1-99) of the thread that runs the control tick (with a single-threaded executor: "
         "all of its callbacks), so that no ordinary process preempts a tick; 0: ordinary scheduling. Needs root, "
         "CAP_SYS_NICE or an rtprio limit; without them a warning and ordinary scheduling (robot_bridge.realtime).",

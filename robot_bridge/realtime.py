@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 
 MAX_PRIORITY = 99
+DEFAULT_PRIORITY = 50
+"""The control threads' default (policy node, A1 driver), as ros2_control's."""
 
 
 def check_priority(priority: int, name: str = "realtime_priority") -> int:
