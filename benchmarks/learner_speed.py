@@ -50,7 +50,7 @@ from typing import Any
 
 import torch as th
 from sb3_contrib import TQC
-from sbx_baseline import load_sbx, sbx_like  # this folder, beside the script
+from sbx_baseline import load_sbx, sbx_like, shared_settings  # this folder, beside the script
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -98,21 +98,11 @@ def plain_like(algo: str, ref: OffPolicyAlgorithm, env: A1MujocoVecEnv) -> OffPo
     return PLAIN_CLASSES[algo](
         "MlpPolicy",
         env,
-        learning_rate=ref.learning_rate,
-        buffer_size=ref.buffer_size,
-        learning_starts=ref.learning_starts,
-        batch_size=ref.batch_size,
-        tau=ref.tau,
-        gamma=ref.gamma,
-        train_freq=ref.train_freq,
-        gradient_steps=ref.gradient_steps,
+        **shared_settings(ref),
         ent_coef=ref.ent_coef,
-        target_entropy=ref.target_entropy,
         target_update_interval=ref.target_update_interval,
         use_sde=ref.use_sde,
-        n_steps=ref.n_steps,
         policy_kwargs=dict(ref.policy_kwargs),
-        seed=ref.seed,
         device=ref.device,
         verbose=0,
         **extra,

@@ -36,6 +36,13 @@ def load_sbx(enabled: bool, threads: int, device: str) -> tuple[Any, str]:
     return sbx, f"SBX baseline: sbx {version}, jax {jax.__version__} on {jax.default_backend()}"
 
 
+def shared_settings(ref: OffPolicyAlgorithm) -> dict[str, Any]:
+    """The settings of ``ref`` (``ours``) that every baseline takes as they are (SB3's and SBX's names agree)."""
+    names = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq",
+             "gradient_steps", "target_entropy", "n_steps", "seed")  # fmt: skip
+    return {name: getattr(ref, name) for name in names}
+
+
 def sbx_like(sbx: Any, algo: str, cfg: TrainConfig, ref: OffPolicyAlgorithm, env: A1MujocoVecEnv) -> Any:
     """``sbx.SAC`` / ``sbx.TQC`` with the settings of ``ref`` (``ours``) that SBX has."""
     import flax.linen as nn
@@ -62,20 +69,10 @@ def sbx_like(sbx: Any, algo: str, cfg: TrainConfig, ref: OffPolicyAlgorithm, env
     return cls(
         "MlpPolicy",
         env,
-        learning_rate=ref.learning_rate,
-        buffer_size=ref.buffer_size,
-        learning_starts=ref.learning_starts,
-        batch_size=ref.batch_size,
-        tau=ref.tau,
-        gamma=ref.gamma,
-        train_freq=ref.train_freq,
-        gradient_steps=ref.gradient_steps,
+        **shared_settings(ref),
         policy_delay=ref.policy_delay,
         ent_coef=o.ent_coef if str(o.ent_coef).startswith("auto") else float(o.ent_coef),
-        target_entropy=ref.target_entropy,
-        n_steps=ref.n_steps,
         policy_kwargs=policy_kwargs,
-        seed=ref.seed,
         verbose=0,
         **extra,
     )
